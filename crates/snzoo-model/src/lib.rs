@@ -1,0 +1,18 @@
+//! Switchable Normalization networks on candle.
+//!
+//! * [`SwitchNorm2d`]: the SN layer (Luo et al., "Differentiable Learning-to-Normalize via
+//!   Switchable Normalization", ICLR 2019) in inference mode, with the released parameter names.
+//! * [`ResNetSn`]: ResNet v1 and pre-activation v2 with SN, depths 18–152, built from a
+//!   [`candle_nn::VarBuilder`] whose paths are the released state-dict keys.
+//! * [`ResNetSnConfig`]: the architecture, its expected state-dict keys and shapes, and inference
+//!   of the architecture from a state dict (no candle needed for that part).
+//!
+//! This crate knows nothing of files or downloads: give it a `VarBuilder`.
+
+pub mod config;
+pub mod resnet;
+pub mod switch_norm;
+
+pub use config::{ArchError, BlockKind, ResNetSnConfig, Version, STANDARD_DEPTHS};
+pub use resnet::ResNetSn;
+pub use switch_norm::{SwitchNorm2d, SN_EPS};

@@ -1,0 +1,199 @@
+//! ResNet v1 and pre-activation ResNet v2 with Switchable Normalization, as released with the SN
+//! paper. Module paths are the state-dict keys (`layer1.0.sn1.mean_weight`, `layer2.0.downsample.0.weight`, ...).
+//!
+//! * v1: `conv1` (7×7/2) → `sn1` → ReLU → 3×3/2 max-pool → `layer1..4` → global average → `fc`.
+//!   Blocks: `conv1/sn1`, `conv2/sn2`[, `conv3/sn3`], the stride on the 3×3 convolution; projection
+//!   shortcut `downsample.0` (1×1 conv) + `downsample.1` (SN); add, ReLU.
+//! * v2: the same stem; blocks `sn1`→ReLU→`conv1`→`sn2`→ReLU→`conv2`[→`sn3`→ReLU→`conv3`]; the
+//!   shortcut `downsample` is a bare 1×1 conv of the pre-activated input; no ReLU after the add;
+//!   after `layer4`: `sn_out` → ReLU.
+//!
+//! The original pools with a fixed 7×7 window (224-pixel input); a global average is the same there
+//! and also works at other sizes. Dropout before `fc` exists only in training.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{conv2d_no_bias, linear, Conv2d, Conv2dConfig, Linear, VarBuilder};
+
+use crate::config::{BlockKind, ResNetSnConfig, Version};
+use crate::switch_norm::SwitchNorm2d;
+
+fn conv(vb: VarBuilder, c_in: usize, c_out: usize, k: usize, stride: usize) -> Result<Conv2d> {
+    let cfg = Conv2dConfig { padding: k / 2, stride, dilation: 1, groups: 1, cudnn_fwd_algo: None };
+    conv2d_no_bias(c_in, c_out, k, cfg, vb)
+}
+
+#[derive(Debug, Clone)]
+enum Shortcut {
+    Identity,
+    /// v1: 1×1 conv + SN.
+    ConvSn(Conv2d, SwitchNorm2d),
+    /// v2: bare 1×1 conv on the pre-activated input.
+    Conv(Conv2d),
+}
+
+/// One residual block (basic or bottleneck, v1 or v2): `convs[i]` pairs with `sns[i]`.
+#[derive(Debug, Clone)]
+struct Block {
+    version: Version,
+    convs: Vec<Conv2d>,
+    sns: Vec<SwitchNorm2d>,
+    shortcut: Shortcut,
+}
+
+impl Block {
+    fn new(cfg: &ResNetSnConfig, c_in: usize, planes: usize, stride: usize, downsample: bool, vb: VarBuilder) -> Result<Self> {
+        let bn = cfg.using_bn;
+        let e = cfg.block.expansion();
+        // (in, out, kernel, stride) of each convolution; the SN of v1 follows its conv (out
+        // channels), the SN of v2 precedes it (in channels).
+        let shapes: Vec<(usize, usize, usize, usize)> = match cfg.block {
+            BlockKind::Basic => vec![(c_in, planes, 3, stride), (planes, planes, 3, 1)],
+            BlockKind::Bottleneck => vec![(c_in, planes, 1, 1), (planes, planes, 3, stride), (planes, planes * 4, 1, 1)],
+        };
+        let mut convs = Vec::new();
+        let mut sns = Vec::new();
+        for (i, &(ci, co, k, s)) in shapes.iter().enumerate() {
+            convs.push(conv(vb.pp(format!("conv{}", i + 1)), ci, co, k, s)?);
+            let sn_channels = match cfg.version {
+                Version::V1 => co,
+                Version::V2 => ci,
+            };
+            sns.push(SwitchNorm2d::new(sn_channels, bn, vb.pp(format!("sn{}", i + 1)))?);
+        }
+        let shortcut = match (downsample, cfg.version) {
+            (false, _) => Shortcut::Identity,
+            (true, Version::V1) => Shortcut::ConvSn(
+                conv(vb.pp("downsample.0"), c_in, planes * e, 1, stride)?,
+                SwitchNorm2d::new(planes * e, bn, vb.pp("downsample.1"))?,
+            ),
+            (true, Version::V2) => Shortcut::Conv(conv(vb.pp("downsample"), c_in, planes * e, 1, stride)?),
+        };
+        Ok(Self { version: cfg.version, convs, sns, shortcut })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self.version {
+            Version::V1 => {
+                let last = self.convs.len() - 1;
+                let mut out = x.clone();
+                for (i, (conv, sn)) in self.convs.iter().zip(&self.sns).enumerate() {
+                    out = sn.forward(&conv.forward(&out)?)?;
+                    if i != last {
+                        out = out.relu()?;
+                    }
+                }
+                let residual = match &self.shortcut {
+                    Shortcut::Identity => x.clone(),
+                    Shortcut::ConvSn(c, sn) => sn.forward(&c.forward(x)?)?,
+                    Shortcut::Conv(c) => c.forward(x)?,
+                };
+                (out + residual)?.relu()
+            }
+            Version::V2 => {
+                let pre = self.sns[0].forward(x)?.relu()?;
+                let residual = match &self.shortcut {
+                    Shortcut::Identity => x.clone(),
+                    Shortcut::Conv(c) => c.forward(&pre)?,
+                    Shortcut::ConvSn(c, sn) => sn.forward(&c.forward(&pre)?)?,
+                };
+                let mut out = self.convs[0].forward(&pre)?;
+                for (conv, sn) in self.convs[1..].iter().zip(&self.sns[1..]) {
+                    out = conv.forward(&sn.forward(&out)?.relu()?)?;
+                }
+                out + residual
+            }
+        }
+    }
+}
+
+/// An SN ResNet (v1 or v2, any depth) in inference mode.
+#[derive(Debug, Clone)]
+pub struct ResNetSn {
+    config: ResNetSnConfig,
+    conv1: Conv2d,
+    sn1: SwitchNorm2d,
+    /// `layer1` .. `layer4`.
+    layers: Vec<Vec<Block>>,
+    sn_out: Option<SwitchNorm2d>,
+    fc: Linear,
+}
+
+impl ResNetSn {
+    /// Builds the network from weights under `vb` named as in the released state dicts.
+    pub fn new(config: &ResNetSnConfig, vb: VarBuilder) -> Result<Self> {
+        let conv1 = conv(vb.pp("conv1"), 3, config.width, 7, 2)?;
+        let sn1 = SwitchNorm2d::new(config.width, config.using_bn, vb.pp("sn1"))?;
+        let e = config.block.expansion();
+        let mut c_in = config.width;
+        let mut layers = Vec::new();
+        for (stage, &n) in config.layers.iter().enumerate() {
+            let planes = config.width << stage;
+            let stride = if stage == 0 { 1 } else { 2 };
+            let vb_stage = vb.pp(format!("layer{}", stage + 1));
+            let mut blocks = Vec::with_capacity(n);
+            for b in 0..n {
+                let s = if b == 0 { stride } else { 1 };
+                blocks.push(Block::new(config, c_in, planes, s, config.has_downsample(stage, b), vb_stage.pp(b))?);
+                c_in = planes * e;
+            }
+            layers.push(blocks);
+        }
+        let sn_out = match config.version {
+            Version::V2 => Some(SwitchNorm2d::new(c_in, config.using_bn, vb.pp("sn_out"))?),
+            Version::V1 => None,
+        };
+        let fc = linear(c_in, config.num_classes, vb.pp("fc"))?;
+        Ok(Self { config: config.clone(), conv1, sn1, layers, sn_out, fc })
+    }
+
+    pub fn config(&self) -> &ResNetSnConfig {
+        &self.config
+    }
+
+    /// Every SN layer with its state-dict path, in forward order.
+    pub fn switch_norms(&self) -> Vec<(String, &SwitchNorm2d)> {
+        let mut out = vec![("sn1".to_string(), &self.sn1)];
+        for (s, blocks) in self.layers.iter().enumerate() {
+            for (b, block) in blocks.iter().enumerate() {
+                for (i, sn) in block.sns.iter().enumerate() {
+                    out.push((format!("layer{}.{b}.sn{}", s + 1, i + 1), sn));
+                }
+                if let Shortcut::ConvSn(_, sn) = &block.shortcut {
+                    out.push((format!("layer{}.{b}.downsample.1", s + 1), sn));
+                }
+            }
+        }
+        if let Some(sn) = &self.sn_out {
+            out.push(("sn_out".to_string(), sn));
+        }
+        out
+    }
+
+    /// The pooled features (N, feature_dim) before the classifier.
+    pub fn features(&self, x: &Tensor) -> Result<Tensor> {
+        let x = self.sn1.forward(&self.conv1.forward(x)?)?.relu()?;
+        // 3×3/2 max-pool with padding 1. Its input is non-negative (after a ReLU), so zero padding
+        // gives exactly what PyTorch's -inf padding gives.
+        let mut x = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?.max_pool2d_with_stride(3, 2)?;
+        for blocks in &self.layers {
+            for block in blocks {
+                x = block.forward(&x)?;
+            }
+        }
+        if let Some(sn) = &self.sn_out {
+            x = sn.forward(&x)?.relu()?;
+        }
+        x.mean((2, 3))
+    }
+
+    /// Logits (N, num_classes) for a normalized image batch (N, 3, H, W).
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.fc.forward(&self.features(x)?)
+    }
+}
+
+impl Module for ResNetSn {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        ResNetSn::forward(self, x)
+    }
+}

@@ -1,0 +1,58 @@
+//! Logits of the candle model against PyTorch's for the same input (`eval/reference/`).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use snzoo_convert::npy::read_npy_f32;
+use snzoo_convert::{read_torch_checkpoint, serialize_safetensors};
+use snzoo_model::{ResNetSn, ResNetSnConfig};
+
+fn fixture(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures").join(rel)
+}
+
+/// max |Δ| / max |expected|
+fn relative_error(got: &[f32], expected: &[f32]) -> f32 {
+    let scale = expected.iter().fold(0f32, |m, v| m.max(v.abs()));
+    got.iter().zip(expected).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale
+}
+
+#[test]
+fn tiny_models_match_pytorch_logits() {
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("models/manifest.json")).unwrap()).unwrap();
+    let (shape, input) = read_npy_f32(&fixture("models/input.npy")).unwrap();
+    let x = Tensor::from_vec(input, shape, &Device::Cpu).unwrap();
+    for m in manifest.as_array().unwrap() {
+        let name = m["name"].as_str().unwrap();
+        let ck = read_torch_checkpoint(&fixture(&format!("models/{name}.pth"))).unwrap();
+        let shapes: BTreeMap<String, Vec<usize>> = ck.tensors.iter().map(|(k, t)| (k.clone(), t.shape.clone())).collect();
+        let config = ResNetSnConfig::infer(&shapes).unwrap();
+        assert_eq!(config.arch_name(), m["arch"].as_str().unwrap());
+        assert_eq!(config.using_bn, m["using_bn"].as_bool().unwrap());
+        assert_eq!(config.num_classes as u64, m["num_classes"].as_u64().unwrap());
+        let bytes = serialize_safetensors(&ck.tensors, &config.to_metadata()).unwrap();
+        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu).unwrap();
+        let model = ResNetSn::new(&config, vb).unwrap();
+        let logits = model.forward(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let (_, expected) = read_npy_f32(&fixture(&format!("models/{name}.logits.npy"))).unwrap();
+        let err = relative_error(&logits, &expected);
+        assert!(err <= 1e-4, "{name}: relative error {err}");
+    }
+}
+
+#[test]
+fn a_one_pixel_feature_map_is_an_error_not_nan() {
+    let ck = read_torch_checkpoint(&fixture("models/r18v1_bn_zip.pth")).unwrap();
+    let shapes: BTreeMap<String, Vec<usize>> = ck.tensors.iter().map(|(k, t)| (k.clone(), t.shape.clone())).collect();
+    let config = ResNetSnConfig::infer(&shapes).unwrap();
+    let bytes = serialize_safetensors(&ck.tensors, &config.to_metadata()).unwrap();
+    let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu).unwrap();
+    let model = ResNetSn::new(&config, vb).unwrap();
+    // 32×32 input: layer4 sees 1×1.
+    let x = Tensor::zeros((1, 3, 32, 32), DType::F32, &Device::Cpu).unwrap();
+    let e = model.forward(&x).unwrap_err().to_string();
+    assert!(e.contains("at least 2 spatial positions"), "{e}");
+}
