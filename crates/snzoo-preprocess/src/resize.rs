@@ -1,0 +1,179 @@
+//! Pillow's bilinear resize (`Image.resize(size, Image.BILINEAR)`), bit for bit.
+//!
+//! A port of `src/libImaging/Resample.c` for 8-bit images: a triangle filter whose support grows
+//! with the downscale factor (antialiasing), coefficients normalised in f64 and then rounded to
+//! 22-bit fixed point, a horizontal pass over only the rows the vertical pass needs into an 8-bit
+//! image, then the vertical pass.
+
+use crate::RgbImage;
+
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+/// For each output pixel: the first input index, the number of taps, and the fixed-point weights
+/// (`ksize` per output pixel).
+struct Coefficients {
+    bounds: Vec<(usize, usize)>,
+    ksize: usize,
+    weights: Vec<i32>,
+}
+
+fn bilinear_filter(x: f64) -> f64 {
+    let x = x.abs();
+    if x < 1.0 {
+        1.0 - x
+    } else {
+        0.0
+    }
+}
+
+/// `precompute_coeffs` + `normalize_coeffs_8bpc` for the box (0, in_size).
+fn coefficients(in_size: usize, out_size: usize) -> Coefficients {
+    let support_unit = 1.0; // bilinear
+    // Pillow computes the box in float, then the scale in double.
+    let scale = (in_size as f32 - 0.0) as f64 / out_size as f64;
+    let filterscale = scale.max(1.0);
+    let support = support_unit * filterscale;
+    let ksize = support.ceil() as usize * 2 + 1;
+    let mut bounds = Vec::with_capacity(out_size);
+    let mut weights = vec![0i32; out_size * ksize];
+    let mut k = vec![0f64; ksize];
+    for xx in 0..out_size {
+        let center = (xx as f64 + 0.5) * scale;
+        let ss = 1.0 / filterscale;
+        // C `(int)` truncates toward zero.
+        let xmin = ((center - support + 0.5) as i64).max(0) as usize;
+        let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
+        let taps = xmax.saturating_sub(xmin);
+        let mut ww = 0.0;
+        for (x, kx) in k.iter_mut().enumerate().take(taps) {
+            let w = bilinear_filter((x as f64 + xmin as f64 - center + 0.5) * ss);
+            *kx = w;
+            ww += w;
+        }
+        for (x, &kx) in k.iter().enumerate().take(taps) {
+            let w = if ww != 0.0 { kx / ww } else { kx };
+            let fixed = w * (1u32 << PRECISION_BITS) as f64;
+            weights[xx * ksize + x] = if w < 0.0 { (-0.5 + fixed) as i32 } else { (0.5 + fixed) as i32 };
+        }
+        bounds.push((xmin, taps));
+    }
+    Coefficients { bounds, ksize, weights }
+}
+
+#[inline]
+fn clip8(v: i32) -> u8 {
+    if v >= (1 << PRECISION_BITS << 8) {
+        255
+    } else if v <= 0 {
+        0
+    } else {
+        (v >> PRECISION_BITS) as u8
+    }
+}
+
+/// Resizes to `width`×`height` exactly as Pillow's bilinear filter does.
+pub fn resize_bilinear(img: &RgbImage, width: usize, height: usize) -> RgbImage {
+    assert!(width > 0 && height > 0, "resize to an empty image");
+    let need_h = width != img.width;
+    let need_v = height != img.height;
+    if !need_h && !need_v {
+        return img.clone();
+    }
+    let horiz = coefficients(img.width, width);
+    let vert = coefficients(img.height, height);
+    // Rows of the source that the vertical pass reads.
+    let (first_row, last_row) = if need_v {
+        let (lo, _) = vert.bounds[0];
+        let (hi, n) = vert.bounds[height - 1];
+        (lo, hi + n)
+    } else {
+        (0, img.height)
+    };
+
+    let temp = if need_h {
+        let rows = last_row - first_row;
+        let mut out = RgbImage::new(width, rows);
+        let half = 1i32 << (PRECISION_BITS - 1);
+        for y in 0..rows {
+            let src = &img.data[(y + first_row) * img.width * 3..(y + first_row + 1) * img.width * 3];
+            let dst = &mut out.data[y * width * 3..(y + 1) * width * 3];
+            for (xx, &(xmin, taps)) in horiz.bounds.iter().enumerate() {
+                let k = &horiz.weights[xx * horiz.ksize..xx * horiz.ksize + taps];
+                let (mut s0, mut s1, mut s2) = (half, half, half);
+                for (x, &w) in k.iter().enumerate() {
+                    let p = &src[(x + xmin) * 3..(x + xmin) * 3 + 3];
+                    s0 = s0.wrapping_add(p[0] as i32 * w);
+                    s1 = s1.wrapping_add(p[1] as i32 * w);
+                    s2 = s2.wrapping_add(p[2] as i32 * w);
+                }
+                dst[xx * 3] = clip8(s0);
+                dst[xx * 3 + 1] = clip8(s1);
+                dst[xx * 3 + 2] = clip8(s2);
+            }
+        }
+        out
+    } else {
+        RgbImage {
+            width: img.width,
+            height: last_row - first_row,
+            data: img.data[first_row * img.width * 3..last_row * img.width * 3].to_vec(),
+        }
+    };
+    if !need_v {
+        return temp;
+    }
+
+    let mut out = RgbImage::new(width, height);
+    let half = 1i32 << (PRECISION_BITS - 1);
+    let row = width * 3;
+    let mut acc = vec![0i32; row];
+    for (yy, &(ymin, taps)) in vert.bounds.iter().enumerate() {
+        let k = &vert.weights[yy * vert.ksize..yy * vert.ksize + taps];
+        acc.fill(half);
+        for (y, &w) in k.iter().enumerate() {
+            let src = &temp.data[(y + ymin - first_row) * row..(y + ymin - first_row + 1) * row];
+            for (a, &p) in acc.iter_mut().zip(src) {
+                *a = a.wrapping_add(p as i32 * w);
+            }
+        }
+        for (d, &a) in out.data[yy * row..(yy + 1) * row].iter_mut().zip(&acc) {
+            *d = clip8(a);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identity_size_is_a_copy() {
+        let img = RgbImage { width: 3, height: 2, data: (0..18).collect() };
+        assert_eq!(resize_bilinear(&img, 3, 2), img);
+    }
+
+    #[test]
+    fn constant_images_stay_constant() {
+        let img = RgbImage { width: 37, height: 19, data: [10u8, 200, 77].repeat(37 * 19) };
+        for (w, h) in [(5, 3), (100, 51), (37, 40), (1, 1)] {
+            let out = resize_bilinear(&img, w, h);
+            assert!(out.data.chunks(3).all(|p| p == [10, 200, 77]), "{w}x{h}");
+        }
+    }
+
+    #[test]
+    fn small_cases_equal_pillow_9_4() {
+        // Image.frombytes('RGB', (4, 1), bytes([0,0,0, 100,100,100, 200,200,200, 50,50,50]))
+        //   .resize((2, 1), Image.BILINEAR): the antialiasing filter spans three pixels.
+        let img = RgbImage { width: 4, height: 1, data: vec![0, 0, 0, 100, 100, 100, 200, 200, 200, 50, 50, 50] };
+        assert_eq!(resize_bilinear(&img, 2, 1).data, vec![71, 71, 71, 121, 121, 121]);
+        // Image.frombytes('RGB', (3, 2), bytes(range(18))).resize((7, 5), Image.BILINEAR), red channel.
+        let img = RgbImage { width: 3, height: 2, data: (0..18).collect() };
+        let red: Vec<u8> = resize_bilinear(&img, 7, 5).data.iter().step_by(3).copied().collect();
+        #[rustfmt::skip]
+        let pillow = [0, 0, 2, 3, 4, 6, 6, 1, 1, 3, 4, 5, 7, 7, 5, 5, 7, 8, 9, 11, 11,
+                      8, 8, 10, 11, 12, 14, 14, 9, 9, 11, 12, 13, 15, 15];
+        assert_eq!(red, pillow);
+    }
+}
