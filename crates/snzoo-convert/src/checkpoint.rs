@@ -20,13 +20,13 @@ const LEGACY_PROTOCOL: i64 = 1001;
 /// Errors raised while reading a checkpoint. The caller adds the file name.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("I/O error: {0}")]
+    #[error("I/O error")]
     Io(#[from] std::io::Error),
     #[error("not a torch.save checkpoint: {0}")]
     NotACheckpoint(String),
     #[error("unsupported checkpoint: {0}")]
     Unsupported(String),
-    #[error("in the pickled object: {0}")]
+    #[error("in the pickled object")]
     Pickle(#[from] PickleError),
     #[error("zip archive: {0}")]
     Zip(String),

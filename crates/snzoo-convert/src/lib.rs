@@ -176,9 +176,9 @@ impl safetensors::View for &Tensor {
 /// Errors of [`write_safetensors`].
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    #[error("I/O error: {0}")]
+    #[error("I/O error")]
     Io(#[from] std::io::Error),
-    #[error("safetensors: {0}")]
+    #[error("safetensors serialization failed")]
     Safetensors(#[from] safetensors::SafeTensorError),
 }
 

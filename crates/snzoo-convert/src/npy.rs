@@ -7,7 +7,7 @@ use std::path::Path;
 /// Errors of [`read_npy_f32`].
 #[derive(Debug, thiserror::Error)]
 pub enum NpyError {
-    #[error("I/O error: {0}")]
+    #[error("I/O error")]
     Io(#[from] std::io::Error),
     #[error("not a float32 C-order .npy file: {0}")]
     Format(String),

@@ -20,7 +20,7 @@ use crate::DType;
 pub enum PickleError {
     #[error("pickle data ends early (truncated file?) while reading {0}")]
     Truncated(&'static str),
-    #[error("I/O error while reading pickle data: {0}")]
+    #[error("I/O error while reading pickle data")]
     Io(#[from] std::io::Error),
     #[error("pickle refers to the global `{module}.{name}`, which a checkpoint has no reason to contain; refusing to load it")]
     ForbiddenGlobal { module: String, name: String },

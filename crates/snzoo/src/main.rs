@@ -1,1 +1,41 @@
-fn main() {}
+//! `snzoo`: the model zoo and evaluator for Switchable Normalization networks.
+//!
+//! Exit codes: 0 success; 1 failure (bad input, I/O, ...; the message names the file);
+//! 2 usage error.
+
+mod classify;
+mod convert;
+mod weights;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "snzoo", version, about = "Model zoo and evaluator for Switchable Normalization (SN) ResNets",
+    long_about = "Model zoo and evaluator for Switchable Normalization (SN) ResNets.\n\n\
+    Reads the released PyTorch checkpoints without Python, converts them to safetensors, and \
+    classifies images with the exact preprocessing of the reference evaluation (PIL + torchvision).\n\n\
+    Exit codes: 0 success, 1 failure, 2 usage error.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Convert a torch.save checkpoint (.pth) to safetensors, recording the inferred architecture.
+    Convert(convert::ConvertArgs),
+    /// Classify images: top-K ImageNet classes with probabilities.
+    Classify(classify::ClassifyArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::Convert(a) => convert::run(a),
+        Command::Classify(a) => classify::run(a),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}

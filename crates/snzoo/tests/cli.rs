@@ -1,0 +1,165 @@
+//! The `snzoo` binary end to end: convert, classify, and its behaviour on bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use snzoo_convert::npy::read_npy_f32;
+
+fn fixture(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures").join(rel)
+}
+
+fn snzoo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_snzoo")).args(args).output().expect("run snzoo")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = snzoo(args);
+    assert!(out.status.success(), "snzoo {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn metadata(path: &Path) -> std::collections::HashMap<String, String> {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    meta.metadata().clone().unwrap_or_default()
+}
+
+#[test]
+fn convert_records_the_architecture_and_source() {
+    let dir = tempfile::tempdir().unwrap();
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("models/manifest.json")).unwrap()).unwrap();
+    for m in manifest.as_array().unwrap() {
+        let name = m["name"].as_str().unwrap();
+        let out = dir.path().join(format!("{name}.safetensors"));
+        let json: serde_json::Value =
+            serde_json::from_str(&ok(&["convert", s(&fixture(&format!("models/{name}.pth"))), s(&out), "--json"])).unwrap();
+        assert_eq!(json["arch"], m["arch"]);
+        assert_eq!(json["tensors"], m["keys"]);
+        let meta = metadata(&out);
+        assert_eq!(meta["arch"], m["arch"].as_str().unwrap());
+        assert_eq!(meta["using_bn"], m["using_bn"].to_string());
+        assert_eq!(meta["num_classes"], m["num_classes"].to_string());
+        assert_eq!(meta["source_sha256"].len(), 64);
+        assert_eq!(meta["source_format"], format!("torch.save {}", m["format"].as_str().unwrap()));
+    }
+}
+
+/// Classify the bundled photos with the bundled tiny model: same logits and top-5 as PyTorch.
+#[test]
+fn classify_matches_pytorch_on_real_photos() {
+    let dir = tempfile::tempdir().unwrap();
+    let expected: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("classify/expected.json")).unwrap()).unwrap();
+    let images: Vec<PathBuf> =
+        expected["images"].as_array().unwrap().iter().map(|n| fixture(&format!("images/{}", n.as_str().unwrap()))).collect();
+    let weights = dir.path().join("tiny.safetensors");
+    ok(&["convert", s(&fixture("models/tiny-resnet50v1-sn.pth")), s(&weights)]);
+    let (logits_path, input_path) = (dir.path().join("logits.npy"), dir.path().join("input.npy"));
+    let mut args = vec!["classify", "--weights", s(&weights), "--json", "--save-logits", s(&logits_path), "--save-input", s(&input_path)];
+    args.extend(images.iter().map(|p| s(p)));
+    let json: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+    let arr = json.as_array().unwrap();
+    assert_eq!(arr.len(), images.len());
+    for (i, item) in arr.iter().enumerate() {
+        assert_eq!(item["image"].as_str().unwrap(), s(&images[i]));
+        let top: Vec<u64> = item["top"].as_array().unwrap().iter().map(|t| t["index"].as_u64().unwrap()).collect();
+        let want: Vec<u64> = expected["top5"][i].as_array().unwrap().iter().map(|v| v.as_u64().unwrap()).collect();
+        assert_eq!(top, want, "{}", images[i].display());
+        let first = &item["top"][0];
+        let keys: Vec<&str> = first.as_object().unwrap().keys().map(|k| k.as_str()).collect();
+        assert_eq!(keys, ["index", "wnid", "label", "prob", "logit"]);
+        assert_eq!(first["wnid"].as_str().unwrap(), snzoo_imagenet::class(top[0] as usize).unwrap().wnid);
+    }
+    let (shape, logits) = read_npy_f32(&logits_path).unwrap();
+    assert_eq!(shape, vec![images.len(), 1000]);
+    let (_, reference) = read_npy_f32(&fixture("classify/logits.npy")).unwrap();
+    let scale = reference.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let err = logits.iter().zip(&reference).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
+    assert!(err <= 1e-4, "relative logit error {err}");
+    let (shape, _) = read_npy_f32(&input_path).unwrap();
+    assert_eq!(shape, vec![images.len(), 3, 224, 224]);
+    // A torch.save checkpoint given directly gives the same logits.
+    let direct = dir.path().join("direct.npy");
+    ok(&["classify", "-w", s(&fixture("models/tiny-resnet50v1-sn.pth")), "--save-logits", s(&direct), s(&images[0])]);
+    let direct = read_npy_f32(&direct).unwrap().1;
+    let diff = direct.iter().zip(&logits[..1000]).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(diff <= 1e-5 * scale, "batch of one from the .pth differs by {diff}");
+}
+
+#[test]
+fn half_precision_conversion_stays_close() {
+    let dir = tempfile::tempdir().unwrap();
+    let (f32_w, f16_w) = (dir.path().join("a.safetensors"), dir.path().join("b.safetensors"));
+    ok(&["convert", s(&fixture("models/tiny-resnet50v1-sn.pth")), s(&f32_w)]);
+    ok(&["convert", s(&fixture("models/tiny-resnet50v1-sn.pth")), s(&f16_w), "--dtype", "f16"]);
+    assert_eq!(metadata(&f16_w)["dtype"], "f16");
+    assert!(std::fs::metadata(&f16_w).unwrap().len() < std::fs::metadata(&f32_w).unwrap().len() * 6 / 10);
+    let img = fixture("images/chelsea_420.jpg");
+    let (a, b) = (dir.path().join("a.npy"), dir.path().join("b.npy"));
+    ok(&["classify", "-w", s(&f32_w), "--save-logits", s(&a), s(&img)]);
+    ok(&["classify", "-w", s(&f16_w), "--save-logits", s(&b), s(&img)]);
+    let (a, b) = (read_npy_f32(&a).unwrap().1, read_npy_f32(&b).unwrap().1);
+    let err = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    assert!(err < 0.05, "f16 weights moved the logits by {err}");
+}
+
+#[test]
+fn hostile_and_broken_checkpoints_fail_cleanly_and_leave_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("out.safetensors");
+    for (file, needle) in [
+        ("hostile/os_system_legacy.pth", "posix.system"),
+        ("hostile/builtins_eval_zip.pth", "eval"),
+        ("hostile/offset_outside_storage.pth", "outside its storage"),
+        ("hostile/not_a_checkpoint.pth", "not a torch.save checkpoint"),
+        ("checkpoints/storage_cases_zip.pth", "not a state dict of an SN ResNet"),
+    ] {
+        let r = snzoo(&["convert", s(&fixture(file)), s(&out)]);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(1), "{file}");
+        assert!(err.contains(needle), "{file}: {err}");
+        assert!(err.contains(file.rsplit('/').next().unwrap()), "the message must name the file: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(!out.exists(), "{file} left an output file");
+    }
+    // A truncated copy of a real checkpoint.
+    let bytes = std::fs::read(fixture("models/r50v1_bn_legacy_wrapped.pth")).unwrap();
+    let cut = dir.path().join("cut.pth");
+    std::fs::write(&cut, &bytes[..bytes.len() * 2 / 3]).unwrap();
+    let r = snzoo(&["convert", s(&cut), s(&out)]);
+    assert_eq!(r.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("cut.pth"));
+    assert!(!out.exists());
+    // An existing output survives a failed conversion untouched; no temporary files remain.
+    std::fs::write(&out, b"previous").unwrap();
+    assert_eq!(snzoo(&["convert", s(&cut), s(&out)]).status.code(), Some(1));
+    assert_eq!(std::fs::read(&out).unwrap(), b"previous");
+    let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert_eq!(names.len(), 2, "{names:?}");
+}
+
+#[test]
+fn unreadable_images_are_named_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.JPEG");
+    let jpeg = std::fs::read(fixture("images/chelsea_420.jpg")).unwrap();
+    std::fs::write(&bad, &jpeg[..jpeg.len() / 2]).unwrap();
+    let w = fixture("models/tiny-resnet50v1-sn.pth");
+    for img in [bad.clone(), dir.path().join("missing.jpg")] {
+        let logits = dir.path().join("l.npy");
+        let r = snzoo(&["classify", "-w", s(&w), "--save-logits", s(&logits), s(&fixture("images/coffee_444.jpg")), s(&img)]);
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(1), "{err}");
+        assert!(err.contains(img.file_name().unwrap().to_str().unwrap()), "{err}");
+        assert!(!logits.exists());
+    }
+    assert!(String::from_utf8_lossy(&snzoo(&["classify", "-w", s(&w), s(&bad)]).stderr).contains("truncated"));
+    // Usage errors exit with 2.
+    assert_eq!(snzoo(&["classify", "-w", s(&w)]).status.code(), Some(2));
+}
