@@ -5,7 +5,7 @@ Run with the system Python after `apt-get install -y python3-torch python3-torch
     /usr/bin/python3 eval/reference/make_fixtures.py --photos DIR
 
 DIR holds the scikit-image sample photos (the wheel's skimage/data/: chelsea.png, coffee.png,
-astronaut.png, rocket.jpg, motorcycle_left.png). CI never runs this script; it reads its outputs.
+astronaut.png, rocket.jpg, hubble_deep_field.jpg). CI never runs this script; it reads its outputs.
 """
 import argparse
 import io
@@ -208,7 +208,7 @@ def make_photos(photos):
     out = os.path.join(ROOT, 'images')
     os.makedirs(out, exist_ok=True)
     src = {n: Image.open(os.path.join(photos, n)).convert('RGB') for n in
-           ('chelsea.png', 'coffee.png', 'astronaut.png', 'rocket.jpg', 'motorcycle_left.png')}
+           ('chelsea.png', 'coffee.png', 'astronaut.png', 'rocket.jpg', 'hubble_deep_field.jpg')}
     variants = {
         'chelsea_420.jpg': lambda: src['chelsea.png'].save(p, quality=90, subsampling=2),
         'coffee_444.jpg': lambda: src['coffee.png'].resize((400, 267)).save(p, quality=95, subsampling=0),
@@ -216,7 +216,7 @@ def make_photos(photos):
         'rocket_gray.jpg': lambda: src['rocket.jpg'].convert('L').save(p, quality=90),
         'coffee_cmyk.jpg': lambda: src['coffee.png'].resize((300, 200)).convert('CMYK').save(p, quality=90),
         'chelsea_small.jpg': lambda: src['chelsea.png'].resize((120, 90), Image.BICUBIC).save(p, quality=92),
-        'motorcycle_odd.jpg': lambda: src['motorcycle_left.png'].resize((517, 333), Image.BICUBIC).save(p, quality=88, subsampling=1),
+        'hubble_odd.jpg': lambda: src['hubble_deep_field.jpg'].resize((517, 333), Image.BICUBIC).save(p, quality=88, subsampling=1),
         'rocket_wide.jpg': lambda: src['rocket.jpg'].crop((0, 200, 427, 260)).resize((1000, 60)).save(p, quality=90),
         'astronaut_tall.jpg': lambda: src['astronaut.png'].crop((200, 0, 230, 512)).save(p, quality=90),
         'chelsea_png.JPEG': lambda: src['chelsea.png'].resize((201, 151)).save(p, format='PNG'),

@@ -183,14 +183,18 @@ pub enum WriteError {
 }
 
 /// Writes `tensors` to `path` as safetensors with the given `__metadata__`, atomically: the data
-/// goes to a temporary file beside `path`, which is synced and renamed into place only when
-/// complete. On error no file is left at `path` (an existing one is untouched).
+/// is streamed to a temporary file beside `path` (no second copy in memory), which is synced and
+/// renamed into place only when complete. On error no file is left at `path` (an existing one is
+/// untouched).
 pub fn write_safetensors(
     path: &Path,
     tensors: &[(String, Tensor)],
     metadata: &HashMap<String, String>,
 ) -> Result<(), WriteError> {
-    write_atomically(path, &serialize_safetensors(tensors, metadata)?)?;
+    let tmp = temp_file_beside(path)?.into_temp_path();
+    safetensors::serialize_to_file(tensors.iter().map(|(k, t)| (k.as_str(), t)), Some(metadata.clone()), &tmp)?;
+    std::fs::File::open(&tmp)?.sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
 }
 
@@ -201,18 +205,24 @@ pub fn serialize_safetensors(tensors: &[(String, Tensor)], metadata: &HashMap<St
 
 /// Writes `bytes` to `path` through a synced temporary file in the same directory and a rename.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(&format!(".{}.", path.file_name().and_then(|n| n.to_str()).unwrap_or("out")))
-        .suffix(".tmp")
-        .tempfile_in(dir)?;
+    let mut tmp = temp_file_beside(path)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     Ok(())
+}
+
+/// A hidden temporary file in the directory of `path` (so that the final rename stays on one
+/// file system); removed automatically unless persisted.
+fn temp_file_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    tempfile::Builder::new()
+        .prefix(&format!(".{}.", path.file_name().and_then(|n| n.to_str()).unwrap_or("out")))
+        .suffix(".tmp")
+        .tempfile_in(dir)
 }
 
 /// The sha256 of a file, as lowercase hex, read in 1 MiB blocks.

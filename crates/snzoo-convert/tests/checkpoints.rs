@@ -58,6 +58,18 @@ fn model_fixtures_unwrap_and_strip_the_prefix() {
     assert_eq!(ck.info.skipped, vec!["optimizer".to_string()]);
 }
 
+/// The error and its sources, as `anyhow`'s `{:#}` prints them.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
 fn err(rel: &str) -> CheckpointError {
     read_torch_checkpoint(&fixture(rel)).expect_err(rel)
 }
@@ -75,7 +87,7 @@ fn forbidden_globals_are_refused_by_name() {
             }
             e => panic!("{file}: {e}"),
         }
-        assert!(err(file).to_string().contains(global));
+        assert!(chain(&err(file)).contains(global));
     }
 }
 
