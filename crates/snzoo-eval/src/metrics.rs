@@ -1,0 +1,169 @@
+//! Per-image results and their totals: top-1/top-5 (ranked as `torch.topk`), cross-entropy,
+//! per-class top-1, ImageNet-ReaL.
+
+use std::collections::BTreeMap;
+
+/// What happened to one image. This is also one line of the resume journal.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImageResult {
+    /// Position in the dataset's canonical order.
+    pub i: usize,
+    pub label: usize,
+    /// The five best classes, best first; empty when the image failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top5: Vec<usize>,
+    /// Cross-entropy of the true label, when the image was evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<f64>,
+    /// Why the image could not be evaluated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// Indices of the `k` largest values, largest first; equal values keep the lower index first.
+pub fn top_k(values: &[f32], k: usize) -> Vec<usize> {
+    let mut idx: Vec<usize> = (0..values.len()).collect();
+    let k = k.min(values.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    let cmp = |a: &usize, b: &usize| values[*b].total_cmp(&values[*a]).then(a.cmp(b));
+    idx.select_nth_unstable_by(k - 1, cmp);
+    idx.truncate(k);
+    idx.sort_by(cmp);
+    idx
+}
+
+/// `-log softmax(logits)[label]`, computed in f64.
+pub fn cross_entropy(logits: &[f32], label: usize) -> f64 {
+    let max = logits.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v as f64));
+    let lse = max + logits.iter().map(|&v| (v as f64 - max).exp()).sum::<f64>().ln();
+    lse - logits[label] as f64
+}
+
+/// The result of one evaluated image.
+pub fn score(i: usize, label: usize, logits: &[f32]) -> ImageResult {
+    ImageResult { i, label, top5: top_k(logits, 5), loss: Some(cross_entropy(logits, label)), error: None }
+}
+
+/// A failed image: a miss for every metric.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Failure {
+    pub file: String,
+    pub reason: String,
+}
+
+/// Totals that add up exactly across runs and shards.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Tally {
+    /// Every image counted, failed ones included: the denominator.
+    pub images: usize,
+    pub correct1: usize,
+    pub correct5: usize,
+    pub failed: usize,
+    /// Sum and count of the cross-entropy over evaluated (not failed) images.
+    pub loss_sum: f64,
+    pub loss_images: usize,
+    /// class → (images, top-1 correct).
+    pub per_class: BTreeMap<usize, (usize, usize)>,
+    /// ImageNet-ReaL: scored images (non-empty label sets) and top-1 hits.
+    pub real_images: usize,
+    pub real_correct1: usize,
+    pub failures: Vec<Failure>,
+}
+
+impl Tally {
+    /// Adds one image. `file` names it in failures; `real` is its ReaL label set, if ReaL is on
+    /// (an empty set means the image is not scored by ReaL).
+    pub fn add(&mut self, r: &ImageResult, file: &str, real: Option<&[usize]>) {
+        self.images += 1;
+        let top1 = r.top5.first() == Some(&r.label);
+        let top5 = r.top5.contains(&r.label);
+        self.correct1 += top1 as usize;
+        self.correct5 += top5 as usize;
+        let c = self.per_class.entry(r.label).or_default();
+        c.0 += 1;
+        c.1 += top1 as usize;
+        if let Some(loss) = r.loss {
+            self.loss_sum += loss;
+            self.loss_images += 1;
+        }
+        if let Some(e) = &r.error {
+            self.failed += 1;
+            self.failures.push(Failure { file: file.to_string(), reason: e.clone() });
+        }
+        if let Some(set) = real.filter(|s| !s.is_empty()) {
+            self.real_images += 1;
+            self.real_correct1 += r.top5.first().is_some_and(|p| set.contains(p)) as usize;
+        }
+    }
+
+    /// Adds another tally (a shard, or an earlier part of a resumed run).
+    pub fn merge(&mut self, o: &Tally) {
+        self.images += o.images;
+        self.correct1 += o.correct1;
+        self.correct5 += o.correct5;
+        self.failed += o.failed;
+        self.loss_sum += o.loss_sum;
+        self.loss_images += o.loss_images;
+        for (k, (n, c)) in &o.per_class {
+            let e = self.per_class.entry(*k).or_default();
+            e.0 += n;
+            e.1 += c;
+        }
+        self.real_images += o.real_images;
+        self.real_correct1 += o.real_correct1;
+        self.failures.extend(o.failures.iter().cloned());
+    }
+
+    fn percent(n: usize, d: usize) -> f64 {
+        if d == 0 {
+            0.0
+        } else {
+            100.0 * n as f64 / d as f64
+        }
+    }
+
+    pub fn top1(&self) -> f64 {
+        Self::percent(self.correct1, self.images)
+    }
+    pub fn top5(&self) -> f64 {
+        Self::percent(self.correct5, self.images)
+    }
+    pub fn mean_loss(&self) -> Option<f64> {
+        (self.loss_images > 0).then(|| self.loss_sum / self.loss_images as f64)
+    }
+    pub fn real_top1(&self) -> Option<f64> {
+        (self.real_images > 0).then(|| Self::percent(self.real_correct1, self.real_images))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranking_and_loss() {
+        assert_eq!(top_k(&[0.1, 3.0, -1.0, 3.0, 2.0, 0.0], 5), vec![1, 3, 4, 0, 5]);
+        let l = cross_entropy(&[0.0, 0.0], 1);
+        assert!((l - std::f64::consts::LN_2).abs() < 1e-12);
+        assert!(cross_entropy(&[1000.0, -1000.0], 0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn failures_count_as_misses_and_totals_merge_exactly() {
+        let mut a = Tally::default();
+        a.add(&score(0, 1, &[0.0, 2.0, 1.0]), "a", Some(&[1]));
+        a.add(&score(1, 2, &[0.0, 2.0, 1.0]), "b", Some(&[]));
+        let failed = ImageResult { i: 2, label: 0, top5: vec![], loss: None, error: Some("truncated".into()) };
+        a.add(&failed, "c", Some(&[0]));
+        assert_eq!((a.images, a.correct1, a.correct5, a.failed), (3, 1, 2, 1));
+        assert!((a.top1() - 100.0 / 3.0).abs() < 1e-12);
+        assert_eq!((a.real_images, a.real_correct1), (2, 1));
+        assert_eq!(a.failures, vec![Failure { file: "c".into(), reason: "truncated".into() }]);
+        let mut m = Tally::default();
+        m.merge(&a);
+        m.merge(&a);
+        assert_eq!((m.images, m.correct1, m.per_class[&1]), (6, 2, (2, 2)));
+    }
+}

@@ -1,0 +1,146 @@
+//! The evaluation pipeline: worker threads read, decode and preprocess batches while the caller's
+//! classifier runs the forward passes in canonical order. At most `2 × threads + 1` batches are in
+//! flight, so memory stays flat whatever the dataset size.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::mpsc::{channel, sync_channel, Receiver};
+use std::sync::{Arc, Mutex};
+
+use snzoo_preprocess::EvalTransform;
+
+use crate::dataset::Dataset;
+use crate::metrics::{score, ImageResult};
+
+/// Something that turns a normalized batch [N, 3, H, W] into logits [N, classes].
+pub trait Classifier {
+    fn num_classes(&self) -> usize;
+    fn logits(&mut self, input: &[f32], batch: usize) -> Result<Vec<f32>, String>;
+}
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub batch_size: usize,
+    /// Decoding/preprocessing threads.
+    pub threads: usize,
+    pub transform: EvalTransform,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError<E: std::fmt::Display> {
+    #[error("forward pass failed: {0}")]
+    Forward(String),
+    #[error("{0}")]
+    Callback(E),
+}
+
+struct Job {
+    id: usize,
+    positions: Vec<usize>,
+}
+
+type Prepared = (usize, Vec<(usize, Result<Vec<f32>, String>)>);
+
+fn prepare(dataset: &Dataset, transform: &EvalTransform, pos: usize) -> Result<Vec<f32>, String> {
+    let sample = &dataset.samples[pos];
+    let path = dataset.root.join(&sample.rel);
+    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read: {e}"))?;
+    transform.apply(&bytes).map_err(|e| e.to_string())
+}
+
+/// Evaluates `selection` (positions in `dataset`), skipping those in `done`. After each batch,
+/// in canonical order, `on_batch` receives its results (failed images included); an error from it
+/// stops the run.
+pub fn run<C: Classifier, E: std::fmt::Display, F: FnMut(&[ImageResult]) -> Result<(), E>>(
+    dataset: &Dataset,
+    selection: &[usize],
+    done: &HashSet<usize>,
+    classifier: &mut C,
+    options: &RunOptions,
+    mut on_batch: F,
+) -> Result<(), RunError<E>> {
+    let todo: Vec<usize> = selection.iter().copied().filter(|p| !done.contains(p)).collect();
+    let batch = options.batch_size.max(1);
+    let jobs: Vec<Vec<usize>> = todo.chunks(batch).map(|c| c.to_vec()).collect();
+    if jobs.is_empty() {
+        return Ok(());
+    }
+    let threads = options.threads.max(1);
+    let max_in_flight = 2 * threads + 1;
+    let crop = options.transform.crop;
+    let per_image = 3 * crop * crop;
+
+    std::thread::scope(|scope| {
+        let (job_tx, job_rx) = channel::<Job>();
+        let job_rx = Arc::new(Mutex::new(job_rx));
+        let (res_tx, res_rx) = sync_channel::<Prepared>(max_in_flight);
+        for _ in 0..threads {
+            let job_rx = Arc::clone(&job_rx);
+            let res_tx = res_tx.clone();
+            let transform = &options.transform;
+            scope.spawn(move || loop {
+                let job = match job_rx.lock().expect("job queue lock").recv() {
+                    Ok(j) => j,
+                    Err(_) => return,
+                };
+                let prepared = job.positions.iter().map(|&p| (p, prepare(dataset, transform, p))).collect();
+                if res_tx.send((job.id, prepared)).is_err() {
+                    return;
+                }
+            });
+        }
+        drop(res_tx);
+        let result = drive(&jobs, job_tx, &res_rx, max_in_flight, per_image, dataset, classifier, &mut on_batch);
+        drop(res_rx);
+        result
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn drive<C: Classifier, E: std::fmt::Display, F: FnMut(&[ImageResult]) -> Result<(), E>>(
+    jobs: &[Vec<usize>],
+    job_tx: std::sync::mpsc::Sender<Job>,
+    res_rx: &Receiver<Prepared>,
+    max_in_flight: usize,
+    per_image: usize,
+    dataset: &Dataset,
+    classifier: &mut C,
+    on_batch: &mut F,
+) -> Result<(), RunError<E>> {
+    let mut next_send = 0;
+    let mut next_process = 0;
+    let mut waiting: BTreeMap<usize, Vec<(usize, Result<Vec<f32>, String>)>> = BTreeMap::new();
+    let classes = classifier.num_classes();
+    while next_process < jobs.len() {
+        while next_send < jobs.len() && next_send < next_process + max_in_flight {
+            job_tx.send(Job { id: next_send, positions: jobs[next_send].clone() }).expect("workers alive");
+            next_send += 1;
+        }
+        let (id, prepared) = res_rx.recv().expect("workers alive while jobs are pending");
+        waiting.insert(id, prepared);
+        while let Some(prepared) = waiting.remove(&next_process) {
+            let mut input = Vec::with_capacity(prepared.len() * per_image);
+            let mut ok = Vec::new();
+            let mut results = Vec::with_capacity(prepared.len());
+            for (pos, r) in prepared {
+                let label = dataset.samples[pos].label;
+                match r {
+                    Ok(x) => {
+                        input.extend_from_slice(&x);
+                        ok.push((pos, label));
+                    }
+                    Err(e) => results.push(ImageResult { i: pos, label, top5: vec![], loss: None, error: Some(e) }),
+                }
+            }
+            if !ok.is_empty() {
+                let logits = classifier.logits(&input, ok.len()).map_err(RunError::Forward)?;
+                for (k, (pos, label)) in ok.into_iter().enumerate() {
+                    results.push(score(pos, label, &logits[k * classes..(k + 1) * classes]));
+                }
+            }
+            results.sort_by_key(|r| r.i);
+            on_batch(&results).map_err(RunError::Callback)?;
+            next_process += 1;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,267 @@
+//! `snzoo eval` end to end. Expected numbers come from PyTorch: the labels are chosen against the
+//! reference model's top-5 for these photos (fixtures/classify/expected.json), so top-1 and
+//! top-5 are known without running snzoo.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use snzoo_eval::Report;
+
+fn fixture(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures").join(rel)
+}
+
+fn snzoo(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_snzoo")).args(args).output().expect("run snzoo")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = snzoo(args);
+    assert!(out.status.success(), "snzoo {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn weights() -> PathBuf {
+    fixture("models/tiny-resnet50v1-sn.pth")
+}
+
+/// (photo, label): the PyTorch top-5 of the tiny model are [614, 948, 167, 717, 144],
+/// [717, 948, 614, 167, 144], [948, 144, 167, 614, 717], [614, 948, 717, 167, 144].
+const CASES: [(&str, usize); 4] = [
+    ("chelsea_420.jpg", 614), // top-1 hit
+    ("coffee_444.jpg", 614),  // 3rd: top-5 hit
+    ("rocket_gray.jpg", 1),   // miss
+    ("coffee_cmyk.jpg", 144), // 5th: top-5 hit
+];
+
+fn image_folder(dir: &Path) {
+    for (i, (photo, label)) in CASES.iter().enumerate() {
+        let wnid = snzoo_imagenet::class(*label).unwrap().wnid;
+        std::fs::create_dir_all(dir.join(wnid)).unwrap();
+        std::fs::copy(fixture(&format!("images/{photo}")), dir.join(wnid).join(format!("img{i}.JPEG"))).unwrap();
+    }
+}
+
+fn report(path: &Path) -> Report {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+#[test]
+fn the_three_layouts_give_pytorchs_numbers() {
+    let d = tempfile::tempdir().unwrap();
+    // ImageFolder, with only 3 of the 1000 class folders present.
+    let folder = d.path().join("folder");
+    image_folder(&folder);
+    // List file.
+    let list_root = d.path().join("list");
+    std::fs::create_dir_all(list_root.join("val")).unwrap();
+    let mut list = String::new();
+    for (i, (photo, label)) in CASES.iter().enumerate() {
+        std::fs::copy(fixture(&format!("images/{photo}")), list_root.join(format!("val/{i}.JPEG"))).unwrap();
+        list.push_str(&format!("val/{i}.JPEG {label}\n"));
+    }
+    std::fs::write(d.path().join("val.txt"), list).unwrap();
+    // Flat ILSVRC2012 val: file numbers whose bundled ground truth is the wanted label.
+    let flat = d.path().join("flat");
+    std::fs::create_dir_all(&flat).unwrap();
+    let gt = snzoo_imagenet::val_labels();
+    let mut used = Vec::new();
+    for (photo, label) in CASES {
+        let n = (0..gt.len()).find(|&i| gt[i] as usize == label && !used.contains(&i)).unwrap();
+        used.push(n);
+        std::fs::copy(fixture(&format!("images/{photo}")), flat.join(format!("ILSVRC2012_val_{:08}.JPEG", n + 1))).unwrap();
+    }
+    let val_txt = d.path().join("val.txt");
+    let runs: [(&str, Vec<&str>); 3] = [
+        ("image_folder", vec!["--data", s(&folder)]),
+        ("list_file", vec!["--data", s(&list_root), "--labels", s(&val_txt)]),
+        ("flat_val", vec!["--data", s(&flat)]),
+    ];
+    for (layout, extra) in runs {
+        let out = d.path().join(format!("{layout}.json"));
+        let w = weights();
+        let mut args = vec!["eval", "--weights", s(&w), "--output", s(&out), "--quiet"];
+        args.extend(extra);
+        ok(&args);
+        let r = report(&out);
+        assert_eq!(r.dataset.layout, layout);
+        assert_eq!((r.images, r.counts.correct1, r.counts.correct5, r.failed), (4, 1, 3, 0), "{layout}");
+        assert_eq!((r.top1, r.top5), (25.0, 75.0));
+        assert_eq!(r.weights.arch, "resnet50v1-sn-w4");
+        assert_eq!(r.preprocess.resize, 256);
+        assert!(!PathBuf::from(format!("{}.partial", out.display())).exists(), "journal left behind");
+    }
+}
+
+#[test]
+fn results_do_not_depend_on_threads_or_batch_size() {
+    let d = tempfile::tempdir().unwrap();
+    image_folder(d.path());
+    let w = weights();
+    let mut seen = Vec::new();
+    for (threads, batch) in [("1", "1"), ("2", "3"), ("3", "16")] {
+        let json = ok(&["eval", "-w", s(&w), "--data", s(d.path()), "--threads", threads, "--batch-size", batch, "--json", "-q"]);
+        let r: Report = serde_json::from_str(&json).unwrap();
+        seen.push((r.counts.correct1, r.counts.correct5, r.counts.per_class.clone()));
+    }
+    assert!(seen.windows(2).all(|w| w[0] == w[1]), "{seen:?}");
+}
+
+#[test]
+fn a_corrupt_image_is_a_miss_and_strict_refuses_it() {
+    let d = tempfile::tempdir().unwrap();
+    image_folder(d.path());
+    let jpeg = std::fs::read(fixture("images/chelsea_420.jpg")).unwrap();
+    let tench = d.path().join("n01440764");
+    std::fs::create_dir_all(&tench).unwrap();
+    std::fs::write(tench.join("broken.JPEG"), &jpeg[..jpeg.len() / 3]).unwrap();
+    let w = weights();
+    let r: Report = serde_json::from_str(&ok(&["eval", "-w", s(&w), "--data", s(d.path()), "--json", "-q"])).unwrap();
+    assert_eq!((r.images, r.failed, r.counts.correct1, r.counts.correct5), (5, 1, 1, 3));
+    assert_eq!((r.top1, r.top5), (20.0, 60.0), "the failure stays in the denominator");
+    assert_eq!(r.failures[0].file, "n01440764/broken.JPEG");
+    assert!(r.failures[0].reason.contains("truncated"), "{}", r.failures[0].reason);
+    let strict = snzoo(&["eval", "-w", s(&w), "--data", s(d.path()), "--strict", "-q"]);
+    assert_eq!(strict.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&strict.stderr).contains("broken.JPEG"));
+}
+
+#[test]
+fn bad_datasets_fail_before_any_work() {
+    let d = tempfile::tempdir().unwrap();
+    let w = weights();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--data".into(), d.path().join("missing").display().to_string()], "does not exist"),
+        (vec!["--data".into(), d.path().display().to_string()], "no images found"),
+    ];
+    for (extra, needle) in cases {
+        let mut args = vec!["eval", "-w", s(&w)];
+        args.extend(extra.iter().map(|a| a.as_str()));
+        let out = snzoo(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains(needle), "{err}");
+    }
+    std::fs::write(d.path().join("val.txt"), "a.JPEG 3\n").unwrap();
+    let out = snzoo(&["eval", "-w", s(&w), "--data", s(d.path()), "--labels", s(&d.path().join("val.txt"))]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("do not exist"));
+    // A 10-class model cannot score ImageNet labels.
+    image_folder(&d.path().join("f"));
+    let small = fixture("models/r18v1_bn_zip.pth");
+    let out = snzoo(&["eval", "-w", s(&small), "--data", s(&d.path().join("f"))]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("out of range for a model with 10 classes"));
+}
+
+#[test]
+fn shards_merge_to_the_whole() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    image_folder(&data);
+    let w = weights();
+    let whole = d.path().join("whole.json");
+    ok(&["eval", "-w", s(&w), "--data", s(&data), "-o", s(&whole), "-q"]);
+    let (a, b) = (d.path().join("a.json"), d.path().join("b.json"));
+    ok(&["eval", "-w", s(&w), "--data", s(&data), "--shard", "0/2", "-o", s(&a), "-q"]);
+    ok(&["eval", "-w", s(&w), "--data", s(&data), "--shard", "1/2", "-o", s(&b), "-q"]);
+    assert_eq!(report(&a).images + report(&b).images, 4);
+    let merged = d.path().join("merged.json");
+    ok(&["eval", "--merge", s(&a), s(&b), "-o", s(&merged)]);
+    let (m, w_) = (report(&merged), report(&whole));
+    assert_eq!((m.images, m.top1, m.top5), (w_.images, w_.top1, w_.top5));
+    assert_eq!(m.counts.per_class, w_.counts.per_class);
+    // Missing or repeated shards are refused.
+    assert_eq!(snzoo(&["eval", "--merge", s(&a)]).status.code(), Some(1));
+    assert_eq!(snzoo(&["eval", "--merge", s(&a), s(&a)]).status.code(), Some(1));
+    // --limit takes the first N in canonical order.
+    let r: Report = serde_json::from_str(&ok(&["eval", "-w", s(&w), "--data", s(&data), "--limit", "2", "--json", "-q"])).unwrap();
+    assert_eq!(r.images, 2);
+}
+
+#[test]
+fn results_csv_rows_are_appended() {
+    let d = tempfile::tempdir().unwrap();
+    image_folder(d.path());
+    let csv = d.path().join("results.csv");
+    let w = weights();
+    for _ in 0..2 {
+        ok(&["eval", "-w", s(&w), "--data", s(d.path()), "--results-csv", s(&csv), "-q"]);
+    }
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines[0], "model,top1,top1_err,top5,top5_err,param_count,img_size,crop_pct,interpolation");
+    assert_eq!(lines.len(), 3);
+    assert!(lines[1].starts_with("resnet50v1-sn-w4,25.000,75.000,75.000,25.000,0.23,224,0.875,bilinear"), "{}", lines[1]);
+}
+
+/// kill -9 in the middle of a run (the process is stuck reading a FIFO after journaling the
+/// images before it), then the same command: it resumes, does not recompute the journaled images,
+/// and ends with the numbers of an uninterrupted run.
+#[cfg(unix)]
+#[test]
+fn a_killed_run_resumes_to_identical_numbers() {
+    let d = tempfile::tempdir().unwrap();
+    let data = d.path().join("data");
+    image_folder(&data);
+    let w = weights();
+    let reference = d.path().join("reference.json");
+    ok(&["eval", "-w", s(&w), "--data", s(&data), "-o", s(&reference), "--batch-size", "1", "-q"]);
+
+    // The last image in canonical order becomes a FIFO nobody writes to.
+    let last = data.join(snzoo_imagenet::class(614).unwrap().wnid).join("img1.JPEG");
+    let saved = std::fs::read(&last).unwrap();
+    std::fs::remove_file(&last).unwrap();
+    assert!(Command::new("mkfifo").arg(&last).status().unwrap().success());
+
+    let out = d.path().join("report.json");
+    let journal = d.path().join("report.json.partial");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_snzoo"))
+        .args(["eval", "-w", s(&w), "--data", s(&data), "-o", s(&out), "--batch-size", "1", "--threads", "1", "-q"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the journal holds the header and the images before the FIFO.
+    let start = Instant::now();
+    let journaled = loop {
+        let lines = std::fs::read_to_string(&journal).map(|t| t.lines().count()).unwrap_or(0);
+        if lines >= 2 || start.elapsed() > Duration::from_secs(60) {
+            break lines - 1;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(journaled >= 1 && !out.exists());
+
+    std::fs::remove_file(&last).unwrap();
+    std::fs::write(&last, saved).unwrap();
+    let again = snzoo(&["eval", "-w", s(&w), "--data", s(&data), "-o", s(&out), "--batch-size", "1"]);
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(String::from_utf8_lossy(&again.stderr).contains("resuming from"), "{}", String::from_utf8_lossy(&again.stderr));
+    let (r, reference) = (report(&out), report(&reference));
+    assert!(r.resumed_images >= journaled && r.resumed_images < 4, "resumed {}", r.resumed_images);
+    assert_eq!((r.images, r.counts.correct1, r.counts.correct5), (reference.images, reference.counts.correct1, reference.counts.correct5));
+    assert_eq!(r.counts.per_class, reference.counts.per_class);
+    assert!((r.counts.loss_sum - reference.counts.loss_sum).abs() < 1e-9);
+    assert!(!journal.exists());
+
+    // A journal from other weights is refused, never mixed in.
+    std::fs::write(&journal, "{\"snzoo_journal\":1,\"weights_sha256\":\"00\",\"dataset_fingerprint\":\"x\",\"dataset_root\":\"/\",\"selection\":\"\",\"preprocess\":null}\n").unwrap();
+    let refused = snzoo(&["eval", "-w", s(&w), "--data", s(&data), "-o", s(&out)]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("belongs to another evaluation"));
+}
+
+#[test]
+fn the_bundled_default_runs_end_to_end() {
+    let r: Report = serde_json::from_str(&ok(&["eval", "--json", "-q"])).unwrap();
+    assert_eq!(r.dataset.layout, "image_folder");
+    assert_eq!(r.images, 8);
+    assert_eq!(r.failed, 0);
+}
