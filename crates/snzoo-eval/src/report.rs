@@ -76,6 +76,9 @@ pub struct Report {
     pub claim: Option<ClaimComparison>,
     pub images_per_second: f64,
     pub wall_seconds: f64,
+    /// Thread-seconds per stage in this run (read, decode, resize+crop+normalize, forward).
+    #[serde(default)]
+    pub stage_seconds: crate::runner::StageSeconds,
     /// Images taken from a resume journal rather than computed in this run.
     pub resumed_images: usize,
     pub batch_size: usize,

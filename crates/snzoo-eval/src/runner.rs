@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::mpsc::{channel, sync_channel, Receiver};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use snzoo_preprocess::EvalTransform;
 
@@ -33,6 +35,38 @@ pub enum RunError<E: std::fmt::Display> {
     Callback(E),
 }
 
+/// Where the time went, in thread-seconds summed over the workers (forward: the caller's thread).
+#[derive(Debug, Default)]
+pub struct StageTimes {
+    read_ns: AtomicU64,
+    decode_ns: AtomicU64,
+    preprocess_ns: AtomicU64,
+    forward_ns: AtomicU64,
+}
+
+/// [`StageTimes`] in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StageSeconds {
+    pub read: f64,
+    pub decode: f64,
+    /// Resize, crop and normalize.
+    pub preprocess: f64,
+    pub forward: f64,
+}
+
+impl StageTimes {
+    fn add(counter: &AtomicU64, since: Instant) -> Instant {
+        let now = Instant::now();
+        counter.fetch_add((now - since).as_nanos() as u64, Ordering::Relaxed);
+        now
+    }
+
+    pub fn seconds(&self) -> StageSeconds {
+        let s = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64 / 1e9;
+        StageSeconds { read: s(&self.read_ns), decode: s(&self.decode_ns), preprocess: s(&self.preprocess_ns), forward: s(&self.forward_ns) }
+    }
+}
+
 struct Job {
     id: usize,
     positions: Vec<usize>,
@@ -40,22 +74,29 @@ struct Job {
 
 type Prepared = (usize, Vec<(usize, Result<Vec<f32>, String>)>);
 
-fn prepare(dataset: &Dataset, transform: &EvalTransform, pos: usize) -> Result<Vec<f32>, String> {
-    let sample = &dataset.samples[pos];
-    let path = dataset.root.join(&sample.rel);
-    let bytes = std::fs::read(&path).map_err(|e| format!("cannot read: {e}"))?;
-    transform.apply(&bytes).map_err(|e| e.to_string())
+fn prepare(dataset: &Dataset, transform: &EvalTransform, pos: usize, times: &StageTimes) -> Result<Vec<f32>, String> {
+    let t = Instant::now();
+    let bytes = std::fs::read(dataset.root.join(&dataset.samples[pos].rel)).map_err(|e| format!("cannot read: {e}"))?;
+    let t = StageTimes::add(&times.read_ns, t);
+    let img = snzoo_preprocess::decode_rgb(&bytes).map_err(|e| e.to_string())?;
+    let t = StageTimes::add(&times.decode_ns, t);
+    let crop = transform.crop_rgb(&img).map_err(|e| e.to_string())?;
+    let x = snzoo_preprocess::to_normalized_chw(&crop, transform.mean, transform.std);
+    StageTimes::add(&times.preprocess_ns, t);
+    Ok(x)
 }
 
 /// Evaluates `selection` (positions in `dataset`), skipping those in `done`. After each batch,
 /// in canonical order, `on_batch` receives its results (failed images included); an error from it
-/// stops the run.
+/// stops the run. Stage timings are added to `times`.
+#[allow(clippy::too_many_arguments)]
 pub fn run<C: Classifier, E: std::fmt::Display, F: FnMut(&[ImageResult]) -> Result<(), E>>(
     dataset: &Dataset,
     selection: &[usize],
     done: &HashSet<usize>,
     classifier: &mut C,
     options: &RunOptions,
+    times: &StageTimes,
     mut on_batch: F,
 ) -> Result<(), RunError<E>> {
     let todo: Vec<usize> = selection.iter().copied().filter(|p| !done.contains(p)).collect();
@@ -82,14 +123,14 @@ pub fn run<C: Classifier, E: std::fmt::Display, F: FnMut(&[ImageResult]) -> Resu
                     Ok(j) => j,
                     Err(_) => return,
                 };
-                let prepared = job.positions.iter().map(|&p| (p, prepare(dataset, transform, p))).collect();
+                let prepared = job.positions.iter().map(|&p| (p, prepare(dataset, transform, p, times))).collect();
                 if res_tx.send((job.id, prepared)).is_err() {
                     return;
                 }
             });
         }
         drop(res_tx);
-        let result = drive(&jobs, job_tx, &res_rx, max_in_flight, per_image, dataset, classifier, &mut on_batch);
+        let result = drive(&jobs, job_tx, &res_rx, max_in_flight, per_image, dataset, classifier, times, &mut on_batch);
         drop(res_rx);
         result
     })
@@ -104,6 +145,7 @@ fn drive<C: Classifier, E: std::fmt::Display, F: FnMut(&[ImageResult]) -> Result
     per_image: usize,
     dataset: &Dataset,
     classifier: &mut C,
+    times: &StageTimes,
     on_batch: &mut F,
 ) -> Result<(), RunError<E>> {
     let mut next_send = 0;
@@ -132,7 +174,9 @@ fn drive<C: Classifier, E: std::fmt::Display, F: FnMut(&[ImageResult]) -> Result
                 }
             }
             if !ok.is_empty() {
+                let t = Instant::now();
                 let logits = classifier.logits(&input, ok.len()).map_err(RunError::Forward)?;
+                StageTimes::add(&times.forward_ns, t);
                 for (k, (pos, label)) in ok.into_iter().enumerate() {
                     results.push(score(pos, label, &logits[k * classes..(k + 1) * classes]));
                 }

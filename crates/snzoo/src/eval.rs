@@ -13,7 +13,7 @@ use snzoo_eval::report::{
     merge_reports, per_class_rows, results_csv_row, utc_timestamp, DatasetInfo, PreprocessInfo, Report, WeightsInfo,
     RESULTS_CSV_HEADER,
 };
-use snzoo_eval::runner::{run, Classifier, RunError, RunOptions};
+use snzoo_eval::runner::{run, Classifier, RunError, RunOptions, StageTimes};
 use snzoo_eval::{ImageResult, Tally};
 use snzoo_model::ResNetSn;
 use snzoo_preprocess::EvalTransform;
@@ -159,7 +159,11 @@ fn print_summary(r: &Report) {
         println!("claimed ({}): top-1 {:.2}%  top-5 {:.2}%  (delta {:+.3} / {:+.3})", c.model, c.claimed_top1, c.claimed_top5, c.delta_top1, c.delta_top5);
     }
     if let Some(loss) = r.loss {
-        println!("loss {loss:.4}, {:.1} images/s, {:.1} s", r.images_per_second, r.wall_seconds);
+        let t = &r.stage_seconds;
+        println!(
+            "loss {loss:.4}, {:.1} images/s, {:.1} s (thread-seconds: read {:.2}, decode {:.2}, resize+crop {:.2}, forward {:.2})",
+            r.images_per_second, r.wall_seconds, t.read, t.decode, t.preprocess, t.forward
+        );
     }
 }
 
@@ -297,7 +301,8 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     let mut classifier = CandleClassifier { model: loaded.model, classes, crop: transform.crop };
     let options = RunOptions { batch_size: args.batch_size, threads, transform: transform.clone() };
     let done_set: HashSet<usize> = done.keys().copied().collect();
-    let result = run(&dataset, &selection, &done_set, &mut classifier, &options, |batch: &[ImageResult]| -> Result<()> {
+    let times = StageTimes::default();
+    let result = run(&dataset, &selection, &done_set, &mut classifier, &options, &times, |batch: &[ImageResult]| -> Result<()> {
         if args.strict {
             if let Some(r) = batch.iter().find(|r| r.error.is_some()) {
                 bail!("{}: {}", dataset.root.join(&dataset.samples[r.i].rel).display(), r.error.as_deref().unwrap_or(""));
@@ -358,6 +363,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
         claim: None,
         images_per_second: computed as f64 / wall.max(1e-9),
         wall_seconds: wall,
+        stage_seconds: times.seconds(),
         resumed_images: resumed,
         batch_size: args.batch_size,
         threads,
