@@ -13,9 +13,10 @@ use crate::weights::load_model;
 #[derive(Debug, clap::Args)]
 pub struct ClassifyArgs {
     /// Model weights: a `.safetensors` file made by `snzoo convert` (or any SN ResNet state dict
-    /// in safetensors), or a `torch.save` checkpoint, converted in memory.
+    /// in safetensors), a `torch.save` checkpoint (converted in memory), or a model name from
+    /// `snzoo list` (downloaded if needed). Without it, the first positional argument is the model.
     #[arg(long, short = 'w')]
-    pub weights: PathBuf,
+    pub weights: Option<PathBuf>,
     /// How many classes to show per image.
     #[arg(long, default_value_t = 5)]
     pub top: usize,
@@ -31,8 +32,9 @@ pub struct ClassifyArgs {
     /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
-    /// Image files (JPEG, PNG, ...; the format is read from the content, not the name).
-    #[arg(required = true)]
+    /// [MODEL] IMAGE...: image files (JPEG, PNG, ...; the format is read from the content, not the
+    /// name), preceded by the model when --weights is not given.
+    #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<PathBuf>,
 }
 
@@ -64,16 +66,22 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
 
 pub fn run(args: &ClassifyArgs) -> Result<()> {
     let device = Device::Cpu;
-    let loaded = load_model(&args.weights, &device)?;
+    let (spec, images) = match &args.weights {
+        Some(w) => (w.clone(), &args.images[..]),
+        None if args.images.len() >= 2 => (args.images[0].clone(), &args.images[1..]),
+        None => anyhow::bail!("give the model (--weights W, or a name or file before the images) and at least one image"),
+    };
+    let (weights, _) = crate::zoo::resolve_weights(&spec, false)?;
+    let loaded = load_model(&weights, &device)?;
     let transform = EvalTransform::default();
     let crop = transform.crop;
-    let mut inputs: Vec<f32> = Vec::with_capacity(args.images.len() * 3 * crop * crop);
-    for path in &args.images {
+    let mut inputs: Vec<f32> = Vec::with_capacity(images.len() * 3 * crop * crop);
+    for path in images {
         let bytes = std::fs::read(path).with_context(|| format!("cannot read image {}", path.display()))?;
         let x = transform.apply(&bytes).with_context(|| format!("cannot decode image {}", path.display()))?;
         inputs.extend_from_slice(&x);
     }
-    let n = args.images.len();
+    let n = images.len();
     let per = 3 * crop * crop;
     let mut logits: Vec<f32> = Vec::with_capacity(n * loaded.config.num_classes);
     for chunk in inputs.chunks(args.batch_size.max(1) * per) {
@@ -91,7 +99,7 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
     }
     let imagenet = classes == snzoo_imagenet::NUM_CLASSES;
     let mut results = Vec::new();
-    for (i, path) in args.images.iter().enumerate() {
+    for (i, path) in images.iter().enumerate() {
         let row = &logits[i * classes..(i + 1) * classes];
         let probs = softmax(row);
         let top: Vec<Prediction> = top_k(row, args.top)

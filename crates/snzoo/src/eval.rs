@@ -10,7 +10,7 @@ use candle_core::{Device, Tensor};
 use snzoo_eval::dataset::{select, Dataset, Shard};
 use snzoo_eval::journal::{Journal, JournalHeader};
 use snzoo_eval::report::{
-    merge_reports, per_class_rows, results_csv_row, utc_timestamp, DatasetInfo, PreprocessInfo, Report, WeightsInfo,
+    merge_reports, per_class_rows, ClaimComparison, results_csv_row, utc_timestamp, DatasetInfo, PreprocessInfo, Report, WeightsInfo,
     RESULTS_CSV_HEADER,
 };
 use snzoo_eval::runner::{run, Classifier, RunError, RunOptions, StageTimes};
@@ -26,8 +26,11 @@ const BUNDLED_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/
 
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
-    /// Model weights (`.safetensors` from `snzoo convert`, or a `.pth`). Default, with no --data:
-    /// the bundled tiny model.
+    /// The model: a name from `snzoo list` (downloaded if needed; the report then carries the
+    /// card's claim and the delta), a `.safetensors` file or a `.pth`. Same as --weights.
+    #[arg(value_name = "MODEL", conflicts_with = "weights")]
+    pub model: Option<PathBuf>,
+    /// Model weights (as MODEL). Default, with no --data: the bundled tiny model.
     #[arg(long, short = 'w')]
     pub weights: Option<PathBuf>,
     /// Dataset directory: ImageFolder (`DIR/<wnid>/*.JPEG`), a flat ILSVRC2012 val folder
@@ -70,7 +73,7 @@ pub struct EvalArgs {
     #[arg(long)]
     pub json: bool,
     /// Merge shard reports (REPORT.json ...) into one, with exact totals; writes --output if given.
-    #[arg(long, num_args = 1.., value_name = "REPORT.json", conflicts_with_all = ["weights", "data", "labels", "limit", "shard"])]
+    #[arg(long, num_args = 1.., value_name = "REPORT.json", conflicts_with_all = ["model", "weights", "data", "labels", "limit", "shard"])]
     pub merge: Option<Vec<PathBuf>>,
 }
 
@@ -235,7 +238,8 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     }
     let started = SystemTime::now();
     let clock = Instant::now();
-    let (weights_path, data) = match (&args.weights, &args.data) {
+    let weights_arg = args.model.clone().or_else(|| args.weights.clone());
+    let (weights_spec, data) = match (&weights_arg, &args.data) {
         (w, Some(d)) => (w.clone().context("--weights is required with --data")?, d.clone()),
         (None, None) => (PathBuf::from(BUNDLED_WEIGHTS), PathBuf::from(BUNDLED_DATA)),
         (Some(w), None) => (w.clone(), PathBuf::from(BUNDLED_DATA)),
@@ -245,6 +249,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
 
     let dataset = Dataset::discover(&data, args.labels.as_deref()).with_context(|| format!("dataset {}", data.display()))?;
+    let (weights_path, model_card) = crate::zoo::resolve_weights(&weights_spec, args.quiet)?;
     let loaded = load_model(&weights_path, &Device::Cpu)?;
     let classes = loaded.config.num_classes;
     if let Some(s) = dataset.samples.iter().find(|s| s.label >= classes) {
@@ -360,7 +365,13 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
             shard: args.shard,
         },
         preprocess,
-        claim: None,
+        claim: model_card.map(|c| ClaimComparison {
+            model: c.name.clone(),
+            claimed_top1: c.claimed.top1,
+            claimed_top5: c.claimed.top5,
+            delta_top1: tally.top1() - c.claimed.top1,
+            delta_top5: tally.top5() - c.claimed.top5,
+        }),
         images_per_second: computed as f64 / wall.max(1e-9),
         wall_seconds: wall,
         stage_seconds: times.seconds(),
@@ -378,6 +389,20 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     }
     if let Some(j) = journal {
         j.remove()?;
+    }
+    if let (Some(c), None, None) = (model_card, args.limit, args.shard) {
+        // The last full measurement of a zoo model, for `snzoo list` and `info`.
+        let store = snzoo_zoo::Store::from_env();
+        let summary = serde_json::json!({
+            "top1": report.top1, "top5": report.top5, "images": report.images, "failed": report.failed,
+            "dataset": report.dataset.path, "finished": report.finished, "weights_sha256": report.weights.sha256,
+        });
+        let path = store.results_path(&c.name);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        }
+        snzoo_convert::write_atomically(&path, serde_json::to_string_pretty(&summary)?.as_bytes())
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
     if let Some(csv) = &args.results_csv {
         append_csv(csv, &report.weights.arch, &report)?;

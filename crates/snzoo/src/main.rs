@@ -7,6 +7,7 @@ mod classify;
 mod convert;
 mod eval;
 mod weights;
+mod zoo;
 
 use clap::{Parser, Subcommand};
 
@@ -29,6 +30,12 @@ enum Command {
     Classify(classify::ClassifyArgs),
     /// Evaluate on a labelled image set (ImageNet val protocol: resize 256, center crop 224).
     Eval(eval::EvalArgs),
+    /// List the model zoo: claimed accuracy, local state, last measured results.
+    List(zoo::ListArgs),
+    /// Show a model's card, local files and last results.
+    Info(zoo::InfoArgs),
+    /// Download a model by name, verify its sha256, and convert it to safetensors.
+    Download(zoo::DownloadArgs),
 }
 
 fn main() {
@@ -37,6 +44,9 @@ fn main() {
         Command::Convert(a) => convert::run(a),
         Command::Classify(a) => classify::run(a),
         Command::Eval(a) => eval::run_eval(a),
+        Command::List(a) => zoo::list(a),
+        Command::Info(a) => zoo::info(a),
+        Command::Download(a) => zoo::download(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,0 +1,377 @@
+//! The zoo against real HTTP servers on 127.0.0.1 started here: a file server that honours Range
+//! and can cut a transfer half-way, a Google Drive look-alike with the large-file confirmation
+//! page, and a minimal Hugging Face Hub endpoint for `hf-hub`. Never the internet.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+fn fixture(rel: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures").join(rel)
+}
+
+fn checkpoint() -> Vec<u8> {
+    std::fs::read(fixture("models/tiny-resnet50v1-sn.pth")).unwrap()
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).iter().map(|x| format!("{x:02x}")).collect()
+}
+
+struct Request {
+    path: String,
+    headers: HashMap<String, String>,
+}
+
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+    /// Close the connection after this many body bytes (a cut transfer).
+    cut_after: Option<usize>,
+}
+
+type Handler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
+
+/// A one-thread-per-connection HTTP/1.1 server on 127.0.0.1 that logs each request's path and
+/// Range header. It runs until the test process ends.
+struct Server {
+    base: String,
+    log: Arc<Mutex<Vec<(String, Option<String>)>>>,
+}
+
+fn serve(handler: Handler) -> Server {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let log = Arc::new(Mutex::new(Vec::new()));
+    let log2 = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let handler = Arc::clone(&handler);
+            let log = Arc::clone(&log2);
+            std::thread::spawn(move || handle(stream, &*handler, &log));
+        }
+    });
+    Server { base, log }
+}
+
+fn handle(mut stream: TcpStream, handler: &(dyn Fn(&Request) -> Response + Send + Sync), log: &Mutex<Vec<(String, Option<String>)>>) {
+    let mut reader = BufReader::new(stream.try_clone().unwrap());
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+    let mut headers = HashMap::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.insert(k.trim().to_ascii_lowercase(), v.trim().to_string());
+        }
+    }
+    log.lock().unwrap().push((path.clone(), headers.get("range").cloned()));
+    let resp = handler(&Request { path, headers });
+    let reason = match resp.status {
+        200 => "OK",
+        206 => "Partial Content",
+        302 => "Found",
+        404 => "Not Found",
+        416 => "Range Not Satisfiable",
+        _ => "Status",
+    };
+    let mut head = format!("HTTP/1.1 {} {reason}\r\nContent-Length: {}\r\nConnection: close\r\n", resp.status, resp.body.len());
+    for (k, v) in &resp.headers {
+        head.push_str(&format!("{k}: {v}\r\n"));
+    }
+    head.push_str("\r\n");
+    let _ = stream.write_all(head.as_bytes());
+    let n = resp.cut_after.unwrap_or(resp.body.len()).min(resp.body.len());
+    let _ = stream.write_all(&resp.body[..n]);
+    let _ = stream.flush();
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}
+
+/// Serves `data` with Range support; the first `cuts` full-body answers stop half-way.
+fn range_response(req: &Request, data: &[u8], cut: bool, extra: Vec<(String, String)>) -> Response {
+    let mut headers = extra;
+    headers.push(("Accept-Ranges".into(), "bytes".into()));
+    headers.push(("Content-Type".into(), "application/octet-stream".into()));
+    if let Some(r) = req.headers.get("range") {
+        let spec = r.trim_start_matches("bytes=");
+        let (a, b) = spec.split_once('-').unwrap();
+        let start: usize = a.parse().unwrap();
+        let end: usize = if b.is_empty() { data.len() - 1 } else { b.parse().unwrap() };
+        if start >= data.len() {
+            return Response { status: 416, headers, body: vec![], cut_after: None };
+        }
+        headers.push(("Content-Range".into(), format!("bytes {start}-{end}/{}", data.len())));
+        let body = data[start..=end].to_vec();
+        let cut_after = cut.then_some(body.len() / 2);
+        return Response { status: 206, headers, body, cut_after };
+    }
+    Response { status: 200, headers, body: data.to_vec(), cut_after: cut.then_some(data.len() / 2) }
+}
+
+/// A file server for `/tiny.pth` whose first `cuts` transfers are cut half-way.
+fn file_server(data: Vec<u8>, cuts: usize) -> Server {
+    let left = Arc::new(Mutex::new(cuts));
+    serve(Arc::new(move |req: &Request| {
+        if req.path != "/tiny.pth" {
+            return Response { status: 404, headers: vec![], body: b"not found".to_vec(), cut_after: None };
+        }
+        let mut l = left.lock().unwrap();
+        let cut = *l > 0;
+        if cut {
+            *l -= 1;
+        }
+        range_response(req, &data, cut, vec![])
+    }))
+}
+
+/// A zoo home with a card for the tiny bundled model whose only source is `source`.
+struct Zoo {
+    dir: tempfile::TempDir,
+}
+
+impl Zoo {
+    fn new(source: &str, sha256: Option<&str>) -> Zoo {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("cards")).unwrap();
+        let sha = sha256.map(|s| format!("sha256 = \"{s}\"\n")).unwrap_or_default();
+        let card = format!(
+            r#"name = "tiny-sn"
+title = "Tiny SN ResNet-50 (test)"
+arch = "resnet50v1-sn-w4"
+loadable = true
+format = "torch.save legacy"
+file = "tiny.pth"
+{sha}license = "MIT"
+paper = "test"
+repository = "test"
+
+[normalization]
+kind = "switchable"
+using_bn = true
+
+[claimed]
+top1 = 20.0
+top5 = 50.0
+
+[eval]
+resize = 256
+crop = 224
+interpolation = "bilinear"
+
+[[sources]]
+{source}
+"#
+        );
+        std::fs::write(dir.path().join("cards/tiny-sn.toml"), card).unwrap();
+        Zoo { dir }
+    }
+
+    fn home(&self) -> PathBuf {
+        self.dir.path().join("home")
+    }
+
+    fn model_dir(&self) -> PathBuf {
+        self.home().join("models/tiny-sn")
+    }
+
+    fn run(&self, args: &[&str], env: &[(&str, &str)]) -> Output {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_snzoo"));
+        c.args(args)
+            .env("SNZOO_HOME", self.home())
+            .env("SNZOO_CARDS_DIR", self.dir.path().join("cards"))
+            .env("HF_HOME", self.dir.path().join("hf"));
+        for (k, v) in env {
+            c.env(k, v);
+        }
+        c.output().unwrap()
+    }
+}
+
+fn stdout_last_line(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).lines().last().unwrap_or("").to_string()
+}
+
+fn assert_ok(o: &Output) {
+    assert!(o.status.success(), "stderr: {}", String::from_utf8_lossy(&o.stderr));
+}
+
+fn converted_metadata(path: &Path) -> HashMap<String, String> {
+    let bytes = std::fs::read(path).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    meta.metadata().clone().unwrap_or_default()
+}
+
+#[test]
+fn a_transfer_cut_half_way_resumes_and_ends_verified_and_converted() {
+    let data = checkpoint();
+    let server = file_server(data.clone(), 2);
+    let zoo = Zoo::new(&format!("kind = \"url\"\nurl = \"{}/tiny.pth\"", server.base), Some(&sha256_hex(&data)));
+    let out = zoo.run(&["download", "tiny-sn", "-q"], &[]);
+    assert_ok(&out);
+    let converted = PathBuf::from(stdout_last_line(&out));
+    assert_eq!(converted, zoo.model_dir().join("model.safetensors"));
+    let meta = converted_metadata(&converted);
+    assert_eq!(meta["arch"], "resnet50v1-sn-w4");
+    assert_eq!(meta["source_sha256"], sha256_hex(&data));
+    assert_eq!(std::fs::read(zoo.model_dir().join("tiny.pth")).unwrap(), data);
+    // The cut transfers were resumed with Range requests from where they stopped.
+    let log = server.log.lock().unwrap().clone();
+    let ranges: Vec<u64> = log.iter().filter_map(|(_, r)| r.as_ref()).map(|r| r[6..r.len() - 1].parse().unwrap()).collect();
+    assert!(ranges.len() >= 2 && ranges.iter().all(|&r| r > 0), "{log:?}");
+    assert!(!zoo.model_dir().join("tiny.pth.part").exists());
+}
+
+#[test]
+fn an_interrupted_download_is_resumed_by_the_next_command() {
+    let data = checkpoint();
+    let server = file_server(data.clone(), 1);
+    let zoo = Zoo::new(&format!("kind = \"url\"\nurl = \"{}/tiny.pth\"", server.base), Some(&sha256_hex(&data)));
+    let first = zoo.run(&["download", "tiny-sn", "--retries", "0", "-q"], &[]);
+    assert_eq!(first.status.code(), Some(1));
+    let part = zoo.model_dir().join("tiny.pth.part");
+    let kept = std::fs::metadata(&part).unwrap().len();
+    assert!(kept > 0 && (kept as usize) < data.len());
+    let second = zoo.run(&["download", "tiny-sn", "--retries", "0", "-q"], &[]);
+    assert_ok(&second);
+    let last = server.log.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(last.1, Some(format!("bytes={kept}-")));
+    assert_eq!(std::fs::read(zoo.model_dir().join("tiny.pth")).unwrap(), data);
+}
+
+#[test]
+fn a_wrong_checksum_leaves_nothing_usable() {
+    let data = checkpoint();
+    let server = file_server(data.clone(), 0);
+    let zoo = Zoo::new(&format!("kind = \"url\"\nurl = \"{}/tiny.pth\"", server.base), Some(&"0".repeat(64)));
+    let out = zoo.run(&["download", "tiny-sn", "-q"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("checksum mismatch") && err.contains(&sha256_hex(&data)), "{err}");
+    let names: Vec<String> = std::fs::read_dir(zoo.model_dir()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names.len(), 1, "{names:?}");
+    assert!(names[0].starts_with("tiny.pth.bad-"), "{names:?}");
+    // Nothing usable: the name does not resolve to weights without a new, verified download.
+    let again = zoo.run(&["classify", "tiny-sn", fixture("images/chelsea_420.jpg").to_str().unwrap()], &[]);
+    assert_eq!(again.status.code(), Some(1));
+    // --sha256 overrides the card: the right checksum downloads and converts.
+    let ok = zoo.run(&["download", "tiny-sn", "--sha256", &sha256_hex(&data), "-q"], &[]);
+    assert_ok(&ok);
+}
+
+#[test]
+fn google_drive_large_file_confirmation() {
+    let data = checkpoint();
+    let id = "1AbC-dEf_123";
+    let served = data.clone();
+    let server = serve(Arc::new(move |req: &Request| {
+        if req.path == format!("/uc?export=download&id={id}") {
+            let page = format!(
+                r#"<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head><body><p>Google Drive can't scan this file for viruses.</p><form id="download-form" action="/download" method="get"><input type="submit" id="uc-download-link" value="Download anyway"/><input type="hidden" name="id" value="{id}"><input type="hidden" name="export" value="download"><input type="hidden" name="confirm" value="t"><input type="hidden" name="uuid" value="0d1e-77"></form></body></html>"#
+            );
+            return Response { status: 200, headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())], body: page.into_bytes(), cut_after: None };
+        }
+        if req.path == format!("/download?id={id}&export=download&confirm=t&uuid=0d1e-77") {
+            return range_response(req, &served, false, vec![]);
+        }
+        Response { status: 404, headers: vec![], body: vec![], cut_after: None }
+    }));
+    // The look-alike's form action is relative (Drive's is absolute): both resolve.
+    let zoo = Zoo::new(&format!("kind = \"google_drive\"\nid = \"{id}\"\nurl = \"https://drive.google.com/open?id={id}\""), Some(&sha256_hex(&data)));
+    let out = zoo.run(&["download", "tiny-sn", "-q"], &[("SNZOO_GDRIVE_ENDPOINT", &server.base)]);
+    assert_ok(&out);
+    assert!(stdout_last_line(&out).ends_with("model.safetensors"));
+    let paths: Vec<String> = server.log.lock().unwrap().iter().map(|(p, _)| p.clone()).collect();
+    assert!(paths.iter().any(|p| p.starts_with("/download?")), "{paths:?}");
+}
+
+#[test]
+fn hugging_face_hub_through_hf_hub() {
+    let data = checkpoint();
+    let served = data.clone();
+    let server = serve(Arc::new(move |req: &Request| {
+        if req.path == "/snzoo-test/tiny-sn/resolve/main/tiny.pth" {
+            let extra = vec![("ETag".into(), "\"0123abcd\"".into()), ("X-Repo-Commit".into(), "c0ffee0000000000000000000000000000000000".into())];
+            return range_response(req, &served, false, extra);
+        }
+        Response { status: 404, headers: vec![], body: vec![], cut_after: None }
+    }));
+    let zoo = Zoo::new(r#"kind = "url"
+url = "http://127.0.0.1:9/unused""#, Some(&sha256_hex(&data)));
+    let out = zoo.run(&["download", "tiny-sn", "--url", "hf://snzoo-test/tiny-sn/tiny.pth", "-q"], &[("HF_ENDPOINT", &server.base)]);
+    assert_ok(&out);
+    // hf-hub's standard cache layout under HF_HOME.
+    let snapshot = zoo.dir.path().join("hf/hub/models--snzoo-test--tiny-sn/snapshots/c0ffee0000000000000000000000000000000000/tiny.pth");
+    assert_eq!(std::fs::read(snapshot).unwrap(), data);
+    assert_eq!(std::fs::read(zoo.model_dir().join("tiny.pth")).unwrap(), data);
+}
+
+#[test]
+fn from_file_unknown_checksums_are_recorded_and_names_work_everywhere() {
+    let data = checkpoint();
+    let zoo = Zoo::new("kind = \"baidu_pan\"\nurl = \"https://pan.baidu.com/s/xyz\"\nnote = \"manual\"", None);
+    // Only a manual source: an error that says what to do.
+    let out = zoo.run(&["download", "tiny-sn"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--from-file"));
+    let out = zoo.run(&["download", "tiny-sn", "--from-file", fixture("models/tiny-resnet50v1-sn.pth").to_str().unwrap()], &[]);
+    assert_ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no sha256 is known"), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(std::fs::read_to_string(zoo.model_dir().join("sha256")).unwrap().trim(), sha256_hex(&data));
+    // Later uses verify against the recorded checksum.
+    let again = zoo.run(&["download", "tiny-sn"], &[]);
+    assert_ok(&again);
+    assert!(String::from_utf8_lossy(&again.stderr).contains("(recorded)"));
+
+    // The name works for classify and eval; the report carries the claim and the delta, and
+    // `list` shows the last measurement.
+    let img = fixture("images/chelsea_420.jpg");
+    assert_ok(&zoo.run(&["classify", "tiny-sn", img.to_str().unwrap(), "--top", "1"], &[]));
+    let report = zoo.dir.path().join("r.json");
+    assert_ok(&zoo.run(&["eval", "tiny-sn", "--data", fixture("evalset").to_str().unwrap(), "-o", report.to_str().unwrap(), "-q"], &[]));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["claim"]["model"], "tiny-sn");
+    assert_eq!(r["claim"]["claimed_top1"], 20.0);
+    let delta = r["claim"]["delta_top1"].as_f64().unwrap();
+    assert!((delta - (r["top1"].as_f64().unwrap() - 20.0)).abs() < 1e-9);
+    let list: serde_json::Value = serde_json::from_slice(&zoo.run(&["list", "--json"], &[]).stdout).unwrap();
+    let me = list.as_array().unwrap().iter().find(|m| m["name"] == "tiny-sn").unwrap();
+    assert_eq!(me["measured_top1"], r["top1"]);
+    assert_eq!((me["downloaded"].as_bool(), me["converted"].as_bool()), (Some(true), Some(true)));
+}
+
+#[test]
+fn list_matches_the_release_table() {
+    let out = Command::new(env!("CARGO_BIN_EXE_snzoo")).args(["list", "--json"]).env("SNZOO_HOME", tempfile::tempdir().unwrap().path()).env_remove("SNZOO_CARDS_DIR").output().unwrap();
+    assert_ok(&out);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let got: Vec<(String, String, f64, f64, bool)> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["name"].as_str().unwrap().contains("-sn-"))
+        .map(|m| (m["name"].as_str().unwrap().into(), m["arch"].as_str().unwrap().into(), m["top1"].as_f64().unwrap(), m["top5"].as_f64().unwrap(), m["using_bn"].as_bool().unwrap()))
+        .collect();
+    let want = vec![
+        ("resnet101v1-sn-8x32-cosine", "resnet101v1-sn", 78.54, 94.10, true),
+        ("resnet101v2-sn-8x32-cosine", "resnet101v2-sn", 78.81, 94.16, true),
+        ("resnet50v1-sn-8x1-step", "resnet50v1-sn", 75.94, 92.70, false),
+        ("resnet50v1-sn-8x32-cosine", "resnet50v1-sn", 77.49, 93.32, true),
+        ("resnet50v1-sn-8x32-step", "resnet50v1-sn", 76.92, 93.26, true),
+        ("resnet50v1-sn-8x4-step", "resnet50v1-sn", 75.85, 92.70, true),
+        ("resnet50v2-sn-8x32-cosine", "resnet50v2-sn", 77.57, 93.65, true),
+    ];
+    let want: Vec<(String, String, f64, f64, bool)> = want.into_iter().map(|(a, b, c, d, e)| (a.into(), b.into(), c, d, e)).collect();
+    assert_eq!(got, want);
+    assert_eq!(list.as_array().unwrap().len(), 11);
+}
