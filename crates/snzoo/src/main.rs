@@ -6,6 +6,8 @@
 mod classify;
 mod convert;
 mod eval;
+mod export;
+mod inspect;
 mod weights;
 mod zoo;
 
@@ -36,6 +38,10 @@ enum Command {
     Info(zoo::InfoArgs),
     /// Download a model by name, verify its sha256, and convert it to safetensors.
     Download(zoo::DownloadArgs),
+    /// Show each SN layer's learned importance of IN / LN / BN (table, JSON, or a plot).
+    Inspect(inspect::InspectArgs),
+    /// Export a model as a Hugging-Face-style folder (model.safetensors, config.json, README.md card).
+    Export(export::ExportArgs),
 }
 
 fn main() {
@@ -47,6 +53,8 @@ fn main() {
         Command::List(a) => zoo::list(a),
         Command::Info(a) => zoo::info(a),
         Command::Download(a) => zoo::download(a),
+        Command::Inspect(a) => inspect::run(a),
+        Command::Export(a) => export::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

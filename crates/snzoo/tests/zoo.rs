@@ -375,3 +375,73 @@ fn list_matches_the_release_table() {
     assert_eq!(got, want);
     assert_eq!(list.as_array().unwrap().len(), 11);
 }
+
+/// `inspect` against the softmax of the checkpoint's own `mean_weight`/`var_weight`, computed
+/// here from the raw tensors.
+#[test]
+fn inspect_equals_the_softmax_of_the_weights() {
+    let pth = fixture("models/r50v1_nobn_legacy.pth");
+    let ck = snzoo_convert::read_torch_checkpoint(&pth).unwrap();
+    let raw: HashMap<String, Vec<f64>> = ck.tensors.iter().map(|(k, t)| (k.clone(), t.to_f64_vec())).collect();
+    let softmax = |v: &[f64]| {
+        let m = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = v.iter().map(|x| (x - m).exp()).collect();
+        let s: f64 = e.iter().sum();
+        e.into_iter().map(|x| x / s).collect::<Vec<f64>>()
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_snzoo")).args(["inspect", "--weights", pth.to_str().unwrap(), "--json"]).output().unwrap();
+    assert_ok(&out);
+    let layers: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+    let n_sn = raw.keys().filter(|k| k.ends_with(".mean_weight")).count();
+    assert_eq!(layers.len(), n_sn);
+    for l in &layers {
+        let name = l["layer"].as_str().unwrap();
+        for (field, key) in [("mean", "mean_weight"), ("var", "var_weight")] {
+            let got: Vec<f64> = l[field].as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            let want = softmax(&raw[&format!("{name}.{key}")]);
+            assert_eq!(got.len(), 2, "using_bn false: IN and LN only");
+            for (g, w) in got.iter().zip(&want) {
+                assert!((g - w).abs() < 1e-6, "{name}.{key}: {got:?} vs {want:?}");
+            }
+        }
+    }
+    // The plots: an SVG with one bar per layer, statistic and component, and a PNG.
+    let d = tempfile::tempdir().unwrap();
+    let (svg, png) = (d.path().join("sn.svg"), d.path().join("sn.png"));
+    for p in [&svg, &png] {
+        let o = Command::new(env!("CARGO_BIN_EXE_snzoo")).args(["inspect", pth.to_str().unwrap(), "--plot", p.to_str().unwrap()]).output().unwrap();
+        assert_ok(&o);
+    }
+    let text = std::fs::read_to_string(&svg).unwrap();
+    assert!(text.starts_with("<svg"));
+    assert_eq!(text.matches("<rect x=").count(), 2 * 2 * n_sn + 2, "bars + legend");
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG\r\n\x1a\n"));
+    let bad = Command::new(env!("CARGO_BIN_EXE_snzoo")).args(["inspect", pth.to_str().unwrap(), "--plot", "x.gif"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(1));
+}
+
+#[test]
+fn export_writes_a_hugging_face_folder() {
+    let zoo = Zoo::new("kind = \"baidu_pan\"\nurl = \"https://pan.baidu.com/s/xyz\"\nnote = \"manual\"", None);
+    assert_ok(&zoo.run(&["download", "tiny-sn", "--from-file", fixture("models/tiny-resnet50v1-sn.pth").to_str().unwrap(), "-q"], &[]));
+    let report = zoo.dir.path().join("r.json");
+    assert_ok(&zoo.run(&["eval", "tiny-sn", "--data", fixture("evalset").to_str().unwrap(), "-o", report.to_str().unwrap(), "-q"], &[]));
+    let out = zoo.dir.path().join("hf");
+    assert_ok(&zoo.run(&["export", "tiny-sn", "--hf", out.to_str().unwrap()], &[]));
+    let card = std::fs::read_to_string(out.join("README.md")).unwrap();
+    assert!(card.starts_with("---\nlicense: mit\nlibrary_name: snzoo\n"), "{card}");
+    assert!(card.contains("model-index:\n  - name: \"tiny-sn\"\n"));
+    assert!(card.contains("name: \"Top-1 accuracy (claimed)\"") && card.contains("value: 20.00"));
+    assert!(card.contains("Top-1 accuracy (measured by snzoo eval)"));
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["snzoo_arch"], "resnet50v1-sn-w4");
+    assert_eq!(cfg["normalization"]["using_bn"], true);
+    assert_eq!(cfg["id2label"]["281"], "tabby cat");
+    // The exported weights classify like the original.
+    let img = fixture("images/chelsea_420.jpg");
+    let a = zoo.run(&["classify", "--weights", out.join("model.safetensors").to_str().unwrap(), img.to_str().unwrap(), "--json"], &[]);
+    let b = zoo.run(&["classify", "--weights", fixture("models/tiny-resnet50v1-sn.pth").to_str().unwrap(), img.to_str().unwrap(), "--json"], &[]);
+    assert_ok(&a);
+    let (a, b): (serde_json::Value, serde_json::Value) = (serde_json::from_slice(&a.stdout).unwrap(), serde_json::from_slice(&b.stdout).unwrap());
+    assert_eq!(a[0]["top"], b[0]["top"]);
+}

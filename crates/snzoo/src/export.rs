@@ -1,0 +1,168 @@
+//! `snzoo export --hf DIR`: a Hugging-Face-style model folder: `model.safetensors`,
+//! `config.json` (architecture, SN configuration, preprocessing, labels) and a `README.md` model
+//! card with YAML front matter and a `model-index` holding the claimed and any measured results.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use snzoo_eval::report::Report;
+use snzoo_zoo::{ModelCard, Store};
+
+use crate::zoo::resolve_weights;
+
+#[derive(Debug, clap::Args)]
+pub struct ExportArgs {
+    /// A model name from `snzoo list` (downloaded if needed) or a weights file.
+    #[arg(value_name = "MODEL", required_unless_present = "weights", conflicts_with = "weights")]
+    pub model: Option<PathBuf>,
+    /// Weights file (`.safetensors` or `.pth`), instead of MODEL.
+    #[arg(long, short = 'w')]
+    pub weights: Option<PathBuf>,
+    /// The folder to write (created if needed; files in it are replaced atomically).
+    #[arg(long, value_name = "DIR")]
+    pub hf: PathBuf,
+    /// An `snzoo eval` report whose measured top-1/top-5 go into the model card's model-index
+    /// (default: the last measurement recorded for a zoo model, if any).
+    #[arg(long, value_name = "REPORT.json")]
+    pub report: Option<PathBuf>,
+}
+
+fn yaml_str(s: &str) -> String {
+    serde_json::to_string(s).expect("string") // a JSON string is a valid YAML double-quoted scalar
+}
+
+fn metric(kind: &str, value: f64, name: &str) -> String {
+    format!("      - type: {kind}\n        value: {value:.2}\n        name: {}\n", yaml_str(name))
+}
+
+fn model_card(name: &str, arch: &str, card: Option<&ModelCard>, measured: Option<(f64, f64, String)>) -> String {
+    let license = match card.map(|c| c.license.as_str()) {
+        Some("CC BY-NC 4.0") => "cc-by-nc-4.0".to_string(),
+        Some("MIT") => "mit".to_string(),
+        Some(l) if l.starts_with("BSD-3") => "bsd-3-clause".to_string(),
+        Some(_) | None => "other".to_string(),
+    };
+    let mut tags = vec!["image-classification".to_string(), "snzoo".to_string(), "safetensors".to_string()];
+    for t in card.map(|c| c.tags.clone()).unwrap_or_default() {
+        if !tags.contains(&t) {
+            tags.push(t);
+        }
+    }
+    let mut metrics = String::new();
+    if let Some(c) = card {
+        metrics.push_str(&metric("accuracy", c.claimed.top1, "Top-1 accuracy (claimed)"));
+        metrics.push_str(&metric("accuracy", c.claimed.top5, "Top-5 accuracy (claimed)"));
+    }
+    if let Some((t1, t5, _)) = &measured {
+        metrics.push_str(&metric("accuracy", *t1, "Top-1 accuracy (measured by snzoo eval)"));
+        metrics.push_str(&metric("accuracy", *t5, "Top-5 accuracy (measured by snzoo eval)"));
+    }
+    let mut s = String::from("---\n");
+    s.push_str(&format!("license: {license}\nlibrary_name: snzoo\npipeline_tag: image-classification\n"));
+    s.push_str("tags:\n");
+    for t in &tags {
+        s.push_str(&format!("  - {}\n", yaml_str(t)));
+    }
+    s.push_str("datasets:\n  - imagenet-1k\nmetrics:\n  - accuracy\n");
+    if !metrics.is_empty() {
+        s.push_str(&format!(
+            "model-index:\n  - name: {}\n    results:\n      - task:\n          type: image-classification\n          name: Image Classification\n        dataset:\n          type: imagenet-1k\n          name: ImageNet-1k\n          split: validation\n        metrics:\n",
+            yaml_str(name)
+        ));
+        for line in metrics.lines() {
+            s.push_str(&format!("    {line}\n"));
+        }
+    }
+    s.push_str("---\n\n");
+    s.push_str(&format!("# {}\n\n", card.map_or(name.to_string(), |c| c.title.clone())));
+    s.push_str(&format!(
+        "Architecture `{arch}`, exported by snzoo (weights in `model.safetensors` with the original PyTorch key \
+         names; architecture, SN configuration and preprocessing in `config.json`).\n\n"
+    ));
+    if let Some(c) = card {
+        s.push_str(&format!(
+            "- Normalization: {} (using_bn = {})\n- Claimed single-crop ImageNet-1k accuracy: top-1 {:.2}, top-5 {:.2} (resize {}, center crop {}, {})\n",
+            c.normalization.kind, c.normalization.using_bn, c.claimed.top1, c.claimed.top5, c.eval.resize, c.eval.crop, c.eval.interpolation
+        ));
+        if let Some(t) = &c.training {
+            s.push_str(&format!(
+                "- Training: {}, {} GPUs x {} images, {} epochs, {}, initial lr {}, weight decay {}\n",
+                t.dataset, t.gpus, t.images_per_gpu, t.epochs, t.schedule, t.initial_lr, t.weight_decay
+            ));
+        }
+        s.push_str(&format!("- Source: {}\n- License: {}\n", c.repository, c.license));
+    }
+    if let Some((t1, t5, dataset)) = &measured {
+        s.push_str(&format!("- Measured by `snzoo eval` on {dataset}: top-1 {t1:.3}, top-5 {t5:.3}\n"));
+    }
+    s.push_str("\n## Usage\n\n```sh\nsnzoo classify --weights model.safetensors image.jpg\nsnzoo eval --weights model.safetensors --data /path/to/imagenet/val\n```\n");
+    if let Some(c) = card {
+        s.push_str(&format!("\n## Citation\n\n{}\n", c.paper));
+    }
+    s
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    let p = dir.join(name);
+    snzoo_convert::write_atomically(&p, bytes).with_context(|| format!("cannot write {}", p.display()))
+}
+
+pub fn run(args: &ExportArgs) -> Result<()> {
+    let spec = args.model.clone().or_else(|| args.weights.clone()).expect("clap requires one");
+    let (path, card) = resolve_weights(&spec, false)?;
+    // A .pth is converted; a .safetensors is copied as it is (its metadata holds the architecture).
+    let loaded = crate::weights::load_model(&path, &candle_core::Device::Cpu)?;
+    std::fs::create_dir_all(&args.hf).with_context(|| format!("cannot create {}", args.hf.display()))?;
+    let is_safetensors = crate::weights::read_safetensors_header(&path).is_ok();
+    let weights = if is_safetensors {
+        std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?
+    } else {
+        let c = crate::convert::convert_checkpoint(&path, None)?;
+        snzoo_convert::serialize_safetensors(&c.tensors, &c.metadata)?
+    };
+    let config = &loaded.config;
+    let measured = match &args.report {
+        Some(r) => {
+            let rep: Report = serde_json::from_str(&std::fs::read_to_string(r).with_context(|| format!("cannot read {}", r.display()))?)
+                .with_context(|| format!("{} is not an snzoo eval report", r.display()))?;
+            Some((rep.top1, rep.top5, format!("{} ({} images)", rep.dataset.path, rep.images)))
+        }
+        None => card.and_then(|c| Store::from_env().last_results(&c.name)).and_then(|v| {
+            Some((v["top1"].as_f64()?, v["top5"].as_f64()?, format!("{} ({} images)", v["dataset"].as_str()?, v["images"])))
+        }),
+    };
+    let name = card.map_or(config.arch_name(), |c| c.name.clone());
+    let id2label: serde_json::Map<String, serde_json::Value> = if config.num_classes == snzoo_imagenet::NUM_CLASSES {
+        snzoo_imagenet::classes().iter().map(|c| (c.index.to_string(), serde_json::Value::from(c.name))).collect()
+    } else {
+        (0..config.num_classes).map(|i| (i.to_string(), serde_json::Value::from(format!("LABEL_{i}")))).collect()
+    };
+    let cfg = serde_json::json!({
+        "architectures": ["ResNetSn"],
+        "model_type": "resnet-sn",
+        "library_name": "snzoo",
+        "snzoo_arch": config.arch_name(),
+        "version": config.version,
+        "block": config.block,
+        "layers": config.layers,
+        "width": config.width,
+        "num_labels": config.num_classes,
+        "normalization": {
+            "type": "switchable",
+            "using_bn": config.using_bn,
+            "eps": snzoo_model::SN_EPS,
+            "using_moving_average": card.and_then(|c| c.normalization.using_moving_average),
+            "last_gamma": card.and_then(|c| c.normalization.last_gamma),
+        },
+        "image_size": 224,
+        "preprocessing": {"resize_shorter_side": 256, "center_crop": 224, "interpolation": "bilinear",
+                          "mean": snzoo_preprocess::IMAGENET_MEAN, "std": snzoo_preprocess::IMAGENET_STD},
+        "model_card": card.map(|c| c.name.clone()),
+        "id2label": id2label,
+    });
+    write(&args.hf, "model.safetensors", &weights)?;
+    write(&args.hf, "config.json", format!("{}\n", serde_json::to_string_pretty(&cfg)?).as_bytes())?;
+    write(&args.hf, "README.md", model_card(&name, &config.arch_name(), card, measured).as_bytes())?;
+    println!("{}", args.hf.display());
+    Ok(())
+}
