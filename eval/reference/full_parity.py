@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from sn_reference import build, randomize  # noqa: E402
+from sn_reference import build, build_torchvision_bn, randomize, randomize_bn  # noqa: E402
 from make_fixtures import EVAL, NORMALIZE, pil_loader, prefixed  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(__file__), '..', '..')
@@ -41,18 +41,25 @@ def main():
     x = torch.stack([NORMALIZE(EVAL(pil_loader(p))) for p in photos])
     results = []
     work = tempfile.mkdtemp(prefix='snzoo-parity-')
-    for depth in [int(d) for d in a.depths.split(',')]:
-        for version in ('v1', 'v2'):
-            for using_bn in (True, False):
-                seed = depth * 10 + (version == 'v2') * 2 + using_bn
-                model = randomize(build(version, depth, using_bn=using_bn), seed).eval()
-                with torch.no_grad():
-                    ref = model(x).numpy()
+    configs = [(d, v, bn) for d in [int(d) for d in a.depths.split(',')] for v in ('v1', 'v2') for bn in (True, False)]
+    # The release's BN baseline: torchvision's own ResNet-50, saved as torchvision saves it.
+    configs.append((50, 'torchvision', True))
+    for depth, version, using_bn in configs:
                 pth = os.path.join(work, 'model.pth')
                 st = os.path.join(work, 'model.safetensors')
-                torch.save({'epoch': 120, 'model': 'resnet%d%s_sn' % (depth, version),
-                            'state_dict': prefixed(model.state_dict()), 'best_prec1': torch.tensor(0.0)},
-                           pth, _use_new_zipfile_serialization=False)
+                if version == 'torchvision':
+                    model = randomize_bn(build_torchvision_bn(), 50).eval()
+                    torch.save(model.state_dict(), pth)
+                    arch = 'resnet50v1-bn (torchvision)'
+                else:
+                    seed = depth * 10 + (version == 'v2') * 2 + using_bn
+                    model = randomize(build(version, depth, using_bn=using_bn), seed).eval()
+                    torch.save({'epoch': 120, 'model': 'resnet%d%s_sn' % (depth, version),
+                                'state_dict': prefixed(model.state_dict()), 'best_prec1': torch.tensor(0.0)},
+                               pth, _use_new_zipfile_serialization=False)
+                    arch = 'resnet%d%s-sn' % (depth, version)
+                with torch.no_grad():
+                    ref = model(x).numpy()
                 del model
                 subprocess.run([a.snzoo, 'convert', pth, st], check=True, stdout=subprocess.DEVNULL)
                 logits_path = os.path.join(work, 'logits.npy')
@@ -66,7 +73,7 @@ def main():
                 rel = float(np.abs(got - ref).max() / np.abs(ref).max())
                 top5_ref = np.argsort(-ref, axis=1, kind='stable')[:, :5]
                 top5_got = np.argsort(-got, axis=1, kind='stable')[:, :5]
-                r = {'arch': 'resnet%d%s-sn' % (depth, version), 'using_bn': using_bn,
+                r = {'arch': arch, 'using_bn': using_bn,
                      'max_abs_logit': float(np.abs(ref).max()), 'rel_error': rel,
                      'input_max_abs_diff': float(np.abs(inp - x.numpy()).max()),
                      'top1_equal': bool((top5_ref[:, 0] == top5_got[:, 0]).all()),

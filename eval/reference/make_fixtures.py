@@ -21,7 +21,7 @@ import torchvision.transforms as T
 from PIL import Image
 
 sys.path.insert(0, os.path.dirname(__file__))
-from sn_reference import build, randomize  # noqa: E402
+from sn_reference import build, build_torchvision_bn, randomize, randomize_bn  # noqa: E402
 
 ROOT = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures')
 
@@ -82,6 +82,16 @@ def make_models():
         manifest.append({'name': name, 'version': version, 'depth': depth, 'width': WIDTH, 'using_bn': using_bn,
                          'format': fmt, 'wrapped': wrapped, 'module_prefix': prefix, 'num_classes': classes,
                          'keys': len(sd), 'arch': 'resnet%d%s-sn-w%d' % (depth, version, WIDTH)})
+    # torchvision's BatchNorm ResNet-50 (its own classes, key names and forward), tiny width.
+    model = randomize_bn(build_torchvision_bn(width=WIDTH, num_classes=10), seed=200).eval()
+    with torch.no_grad():
+        logits = model(x)
+    sd = model.state_dict()
+    torch.save(sd, os.path.join(out, 'tv_r50_bn_zip.pth'))
+    save_npy(os.path.join(out, 'tv_r50_bn_zip.logits.npy'), logits.numpy())
+    manifest.append({'name': 'tv_r50_bn_zip', 'version': 'v1', 'depth': 50, 'width': WIDTH, 'using_bn': True,
+                     'format': 'zip', 'wrapped': False, 'module_prefix': False, 'num_classes': 10,
+                     'keys': len(sd), 'arch': 'resnet50v1-bn-w%d' % WIDTH})
     with open(os.path.join(out, 'manifest.json'), 'w') as f:
         json.dump(manifest, f, indent=1)
 
@@ -236,6 +246,16 @@ def make_photos(photos):
         EVAL(img).save(os.path.join(out, 'expected', m['image'].rsplit('.', 1)[0] + '.crop.png'))
         # The decoded pixels before any resize: lets the tests tell decoder from resize error.
         m['decoded_sha256'] = __import__('hashlib').sha256(img.tobytes()).hexdigest()
+    # torchvision's BatchNorm ResNet-50 (its own classes, key names and forward), tiny width.
+    model = randomize_bn(build_torchvision_bn(width=WIDTH, num_classes=10), seed=200).eval()
+    with torch.no_grad():
+        logits = model(x)
+    sd = model.state_dict()
+    torch.save(sd, os.path.join(out, 'tv_r50_bn_zip.pth'))
+    save_npy(os.path.join(out, 'tv_r50_bn_zip.logits.npy'), logits.numpy())
+    manifest.append({'name': 'tv_r50_bn_zip', 'version': 'v1', 'depth': 50, 'width': WIDTH, 'using_bn': True,
+                     'format': 'zip', 'wrapped': False, 'module_prefix': False, 'num_classes': 10,
+                     'keys': len(sd), 'arch': 'resnet50v1-bn-w%d' % WIDTH})
     with open(os.path.join(out, 'manifest.json'), 'w') as f:
         json.dump(manifest, f, indent=1)
     # ToTensor + Normalize for every 8-bit value and channel: [3, 256] float32.

@@ -235,3 +235,48 @@ def randomize(model, seed):
             elif name.endswith('running_var'):
                 b.copy_(0.5 + torch.rand(b.shape, generator=g))
     return model
+
+
+def build_torchvision_bn(depth_layers=(3, 4, 6, 3), width=64, num_classes=1000):
+    """torchvision's own ResNet (Bottleneck blocks, BatchNorm, its key names and forward), with a
+    configurable stem width so that tests can use tiny networks; width 64 is torchvision's resnet50."""
+    import torchvision.models.resnet as tvr
+
+    class TorchvisionResNet(tvr.ResNet):
+        def __init__(self):
+            nn.Module.__init__(self)
+            self._norm_layer = nn.BatchNorm2d
+            self.inplanes, self.dilation, self.groups, self.base_width = width, 1, 1, 64
+            self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
+            self.bn1 = nn.BatchNorm2d(width)
+            self.relu = nn.ReLU(inplace=True)
+            self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+            self.layer1 = self._make_layer(tvr.Bottleneck, width, depth_layers[0])
+            self.layer2 = self._make_layer(tvr.Bottleneck, width * 2, depth_layers[1], stride=2)
+            self.layer3 = self._make_layer(tvr.Bottleneck, width * 4, depth_layers[2], stride=2)
+            self.layer4 = self._make_layer(tvr.Bottleneck, width * 8, depth_layers[3], stride=2)
+            self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
+            self.fc = nn.Linear(width * 8 * 4, num_classes)
+
+    return TorchvisionResNet()
+
+
+def randomize_bn(model, seed):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if p.dim() == 4:
+                fan_in = p.shape[1] * p.shape[2] * p.shape[3]
+                p.copy_(torch.randn(p.shape, generator=g) * (2.0 / fan_in) ** 0.5)
+            elif name == 'fc.weight':
+                p.copy_(torch.randn(p.shape, generator=g) * (1.0 / p.shape[1]) ** 0.5)
+            elif name.endswith('weight'):
+                p.copy_(1 + 0.2 * torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(0.1 * torch.randn(p.shape, generator=g))
+        for name, b in model.named_buffers():
+            if name.endswith('running_mean'):
+                b.copy_(0.2 * torch.randn(b.shape, generator=g))
+            elif name.endswith('running_var'):
+                b.copy_(0.5 + torch.rand(b.shape, generator=g))
+    return model

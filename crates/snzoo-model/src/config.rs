@@ -34,6 +34,23 @@ impl BlockKind {
     }
 }
 
+/// Which normalization the network uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NormKind {
+    /// `SwitchNorm2d`, keys `sn1`, `layerN.B.snK`, `downsample.1` (the SN release).
+    #[default]
+    Switchable,
+    /// `BatchNorm2d`, keys `bn1`, `layerN.B.bnK`, `downsample.1` (torchvision's ResNets; v1 only).
+    Batch,
+}
+
+/// State-dict entries that only matter for training and are not part of any architecture here:
+/// BatchNorm's `num_batches_tracked` counters. Converters drop them.
+pub fn is_training_only(key: &str) -> bool {
+    key.ends_with(".num_batches_tracked")
+}
+
 /// Errors describing a state dict that does not match an architecture.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum ArchError {
@@ -61,6 +78,8 @@ pub struct ResNetSnConfig {
     /// `false` for models trained with IN and LN only (`mean_weight` of length 2, no running stats).
     pub using_bn: bool,
     pub num_classes: usize,
+    #[serde(default)]
+    pub norm: NormKind,
 }
 
 /// The standard depths: (depth, block kind, blocks per stage).
@@ -76,7 +95,21 @@ impl ResNetSnConfig {
     /// A standard-depth network (18, 34, 50, 101 or 152) of width 64.
     pub fn standard(version: Version, depth: usize, using_bn: bool, num_classes: usize) -> Option<Self> {
         let (_, block, layers) = STANDARD_DEPTHS.iter().find(|(d, _, _)| *d == depth)?;
-        Some(Self { version, block: *block, layers: *layers, width: 64, using_bn, num_classes })
+        Some(Self { version, block: *block, layers: *layers, width: 64, using_bn, num_classes, norm: NormKind::Switchable })
+    }
+
+    /// torchvision's BatchNorm ResNet of a standard depth (e.g. `resnet50`).
+    pub fn torchvision(depth: usize, num_classes: usize) -> Option<Self> {
+        let c = Self::standard(Version::V1, depth, true, num_classes)?;
+        Some(Self { norm: NormKind::Batch, ..c })
+    }
+
+    /// The state-dict name of the `i`-th normalization layer of a block (1-based): `sn2`, `bn2`.
+    pub fn norm_name(&self, i: usize) -> String {
+        match self.norm {
+            NormKind::Switchable => format!("sn{i}"),
+            NormKind::Batch => format!("bn{i}"),
+        }
     }
 
     /// Weighted layers: convolutions on the main path plus the classifier.
@@ -88,11 +121,15 @@ impl ResNetSnConfig {
     /// non-standard widths. (`using_bn` is not part of the name: it is a training choice.)
     pub fn arch_name(&self) -> String {
         let mut name = format!(
-            "resnet{}{}-sn",
+            "resnet{}{}-{}",
             self.depth(),
             match self.version {
                 Version::V1 => "v1",
                 Version::V2 => "v2",
+            },
+            match self.norm {
+                NormKind::Switchable => "sn",
+                NormKind::Batch => "bn",
             }
         );
         let standard = STANDARD_DEPTHS.iter().any(|(d, b, l)| *d == self.depth() && *b == self.block && *l == self.layers);
@@ -114,7 +151,14 @@ impl ResNetSnConfig {
     /// Every state-dict key of this architecture with its shape, in module order.
     pub fn expected_shapes(&self) -> Vec<(String, Vec<usize>)> {
         let mut out = Vec::new();
+        let norm = self.norm;
         let sn = |out: &mut Vec<(String, Vec<usize>)>, p: &str, c: usize| {
+            if norm == NormKind::Batch {
+                for n in ["weight", "bias", "running_mean", "running_var"] {
+                    out.push((format!("{p}.{n}"), vec![c]));
+                }
+                return;
+            }
             let k = if self.using_bn { 3 } else { 2 };
             out.push((format!("{p}.weight"), vec![1, c, 1, 1]));
             out.push((format!("{p}.bias"), vec![1, c, 1, 1]));
@@ -129,7 +173,7 @@ impl ResNetSnConfig {
             out.push((format!("{p}.weight"), vec![o, i, k, k]));
         };
         conv(&mut out, "conv1", self.width, 3, 7);
-        sn(&mut out, "sn1", self.width);
+        sn(&mut out, &self.norm_name(1), self.width);
         let e = self.block.expansion();
         let mut inplanes = self.width;
         for (stage, &blocks) in self.layers.iter().enumerate() {
@@ -140,30 +184,30 @@ impl ResNetSnConfig {
                 match (self.version, self.block) {
                     (Version::V1, BlockKind::Basic) => {
                         conv(&mut out, &format!("{p}.conv1"), planes, block_in, 3);
-                        sn(&mut out, &format!("{p}.sn1"), planes);
+                        sn(&mut out, &format!("{p}.{}", self.norm_name(1)), planes);
                         conv(&mut out, &format!("{p}.conv2"), planes, planes, 3);
-                        sn(&mut out, &format!("{p}.sn2"), planes);
+                        sn(&mut out, &format!("{p}.{}", self.norm_name(2)), planes);
                     }
                     (Version::V1, BlockKind::Bottleneck) => {
                         conv(&mut out, &format!("{p}.conv1"), planes, block_in, 1);
-                        sn(&mut out, &format!("{p}.sn1"), planes);
+                        sn(&mut out, &format!("{p}.{}", self.norm_name(1)), planes);
                         conv(&mut out, &format!("{p}.conv2"), planes, planes, 3);
-                        sn(&mut out, &format!("{p}.sn2"), planes);
+                        sn(&mut out, &format!("{p}.{}", self.norm_name(2)), planes);
                         conv(&mut out, &format!("{p}.conv3"), planes * 4, planes, 1);
-                        sn(&mut out, &format!("{p}.sn3"), planes * 4);
+                        sn(&mut out, &format!("{p}.{}", self.norm_name(3)), planes * 4);
                     }
                     (Version::V2, BlockKind::Basic) => {
-                        sn(&mut out, &format!("{p}.sn1"), block_in);
+                        sn(&mut out, &format!("{p}.{}", self.norm_name(1)), block_in);
                         conv(&mut out, &format!("{p}.conv1"), planes, block_in, 3);
-                        sn(&mut out, &format!("{p}.sn2"), planes);
+                        sn(&mut out, &format!("{p}.{}", self.norm_name(2)), planes);
                         conv(&mut out, &format!("{p}.conv2"), planes, planes, 3);
                     }
                     (Version::V2, BlockKind::Bottleneck) => {
-                        sn(&mut out, &format!("{p}.sn1"), block_in);
+                        sn(&mut out, &format!("{p}.{}", self.norm_name(1)), block_in);
                         conv(&mut out, &format!("{p}.conv1"), planes, block_in, 1);
-                        sn(&mut out, &format!("{p}.sn2"), planes);
+                        sn(&mut out, &format!("{p}.{}", self.norm_name(2)), planes);
                         conv(&mut out, &format!("{p}.conv2"), planes, planes, 3);
-                        sn(&mut out, &format!("{p}.sn3"), planes);
+                        sn(&mut out, &format!("{p}.{}", self.norm_name(3)), planes);
                         conv(&mut out, &format!("{p}.conv3"), planes * 4, planes, 1);
                     }
                 }
@@ -234,10 +278,14 @@ impl ResNetSnConfig {
             [w, 3, 7, 7] => *w,
             s => return Err(ArchError::Infer(format!("`conv1.weight` has shape {s:?}, expected [width, 3, 7, 7]"))),
         };
-        let using_bn = match get("sn1.mean_weight")?.as_slice() {
-            [3] => true,
-            [2] => false,
-            s => return Err(ArchError::Infer(format!("`sn1.mean_weight` has shape {s:?}, expected [3] or [2]"))),
+        let norm = if shapes.contains_key("bn1.weight") { NormKind::Batch } else { NormKind::Switchable };
+        let using_bn = match norm {
+            NormKind::Batch => true,
+            NormKind::Switchable => match get("sn1.mean_weight")?.as_slice() {
+                [3] => true,
+                [2] => false,
+                s => return Err(ArchError::Infer(format!("`sn1.mean_weight` has shape {s:?}, expected [3] or [2]"))),
+            },
         };
         let version = if shapes.contains_key("sn_out.weight") { Version::V2 } else { Version::V1 };
         let block = if shapes.contains_key("layer1.0.conv3.weight") { BlockKind::Bottleneck } else { BlockKind::Basic };
@@ -254,7 +302,7 @@ impl ResNetSnConfig {
             [n, _] => *n,
             s => return Err(ArchError::Infer(format!("`fc.weight` has shape {s:?}"))),
         };
-        let config = Self { version, block, layers, width, using_bn, num_classes };
+        let config = Self { version, block, layers, width, using_bn, num_classes, norm };
         config.validate(shapes)?;
         Ok(config)
     }
@@ -270,6 +318,7 @@ impl ResNetSnConfig {
             ("width".to_string(), self.width.to_string()),
             ("using_bn".to_string(), self.using_bn.to_string()),
             ("num_classes".to_string(), self.num_classes.to_string()),
+            ("norm".to_string(), format!("{:?}", self.norm).to_lowercase()),
         ])
     }
 
@@ -300,7 +349,12 @@ impl ResNetSnConfig {
             "false" => false,
             v => return Err(ArchError::Metadata(format!("`using_bn` is `{v}`"))),
         };
-        let config = Self { version, block, layers, width: num("width")?, using_bn, num_classes: num("num_classes")? };
+        let norm = match meta.get("norm").map(String::as_str) {
+            None | Some("switchable") => NormKind::Switchable,
+            Some("batch") => NormKind::Batch,
+            Some(n) => return Err(ArchError::Metadata(format!("unknown norm `{n}`"))),
+        };
+        let config = Self { version, block, layers, width: num("width")?, using_bn, num_classes: num("num_classes")?, norm };
         if config.width == 0 || config.num_classes == 0 || layers.contains(&0) {
             return Err(ArchError::Metadata("zero width, classes or blocks".into()));
         }
@@ -363,5 +417,18 @@ mod tests {
         assert_eq!(c.arch_name(), "resnet101v2-sn-w4");
         c.layers = [1, 1, 1, 1];
         assert_eq!(c.arch_name(), "resnet14v2-sn-l1.1.1.1-w4");
+    }
+
+    #[test]
+    fn torchvision_resnet50_keys() {
+        let c = ResNetSnConfig::torchvision(50, 1000).unwrap();
+        assert_eq!(c.arch_name(), "resnet50v1-bn");
+        let s = shapes(&c);
+        // torchvision's resnet50 state dict without the num_batches_tracked counters.
+        assert_eq!(s.len(), 320 - 53);
+        assert_eq!(s["layer1.0.bn3.running_var"], vec![256]);
+        assert_eq!(s["layer1.0.downsample.1.weight"], vec![256]);
+        assert_eq!(ResNetSnConfig::infer(&s).unwrap(), c);
+        assert_eq!(ResNetSnConfig::from_metadata(&c.to_metadata()).unwrap(), c);
     }
 }

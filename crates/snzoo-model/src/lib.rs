@@ -3,7 +3,8 @@
 //! * [`SwitchNorm2d`]: the SN layer (Luo et al., "Differentiable Learning-to-Normalize via
 //!   Switchable Normalization", ICLR 2019) in inference mode, with the released parameter names.
 //! * [`ResNetSn`]: ResNet v1 and pre-activation v2 with SN, depths 18–152, built from a
-//!   [`candle_nn::VarBuilder`] whose paths are the released state-dict keys.
+//!   [`candle_nn::VarBuilder`] whose paths are the released state-dict keys; also torchvision's
+//!   BatchNorm ResNets (the release's baselines), with torchvision's key names.
 //! * [`ResNetSnConfig`]: the architecture, its expected state-dict keys and shapes, and inference
 //!   of the architecture from a state dict (no candle needed for that part).
 //!
@@ -13,6 +14,6 @@ pub mod config;
 pub mod resnet;
 pub mod switch_norm;
 
-pub use config::{ArchError, BlockKind, ResNetSnConfig, Version, STANDARD_DEPTHS};
+pub use config::{is_training_only, ArchError, BlockKind, NormKind, ResNetSnConfig, Version, STANDARD_DEPTHS};
 pub use resnet::ResNetSn;
 pub use switch_norm::{SwitchNorm2d, SN_EPS};

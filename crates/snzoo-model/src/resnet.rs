@@ -11,11 +11,44 @@
 //! The original pools with a fixed 7×7 window (224-pixel input); a global average is the same there
 //! and also works at other sizes. Dropout before `fc` exists only in training.
 
-use candle_core::{Module, Result, Tensor};
-use candle_nn::{conv2d_no_bias, linear, Conv2d, Conv2dConfig, Linear, VarBuilder};
+use candle_core::{Module, ModuleT, Result, Tensor};
+use candle_nn::{batch_norm, conv2d_no_bias, linear, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Linear, VarBuilder};
 
-use crate::config::{BlockKind, ResNetSnConfig, Version};
-use crate::switch_norm::SwitchNorm2d;
+use crate::config::{BlockKind, NormKind, ResNetSnConfig, Version};
+use crate::switch_norm::{SwitchNorm2d, SN_EPS};
+
+/// A normalization layer: SN (the release), or BatchNorm (torchvision's baselines).
+#[derive(Debug, Clone)]
+enum Norm {
+    Switch(SwitchNorm2d),
+    Batch(BatchNorm),
+}
+
+impl Norm {
+    fn new(cfg: &ResNetSnConfig, channels: usize, vb: VarBuilder) -> Result<Self> {
+        match cfg.norm {
+            NormKind::Switchable => Ok(Norm::Switch(SwitchNorm2d::new(channels, cfg.using_bn, vb)?)),
+            NormKind::Batch => {
+                let bn_cfg = BatchNormConfig { eps: SN_EPS, remove_mean: true, affine: true, momentum: 0.1 };
+                Ok(Norm::Batch(batch_norm(channels, bn_cfg, vb)?))
+            }
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Norm::Switch(sn) => sn.forward(x),
+            Norm::Batch(bn) => bn.forward_t(x, false),
+        }
+    }
+
+    fn as_switch(&self) -> Option<&SwitchNorm2d> {
+        match self {
+            Norm::Switch(sn) => Some(sn),
+            Norm::Batch(_) => None,
+        }
+    }
+}
 
 fn conv(vb: VarBuilder, c_in: usize, c_out: usize, k: usize, stride: usize) -> Result<Conv2d> {
     let cfg = Conv2dConfig { padding: k / 2, stride, dilation: 1, groups: 1, cudnn_fwd_algo: None };
@@ -25,8 +58,8 @@ fn conv(vb: VarBuilder, c_in: usize, c_out: usize, k: usize, stride: usize) -> R
 #[derive(Debug, Clone)]
 enum Shortcut {
     Identity,
-    /// v1: 1×1 conv + SN.
-    ConvSn(Conv2d, SwitchNorm2d),
+    /// v1: 1×1 conv + normalization.
+    ConvSn(Conv2d, Norm),
     /// v2: bare 1×1 conv on the pre-activated input.
     Conv(Conv2d),
 }
@@ -36,13 +69,12 @@ enum Shortcut {
 struct Block {
     version: Version,
     convs: Vec<Conv2d>,
-    sns: Vec<SwitchNorm2d>,
+    sns: Vec<Norm>,
     shortcut: Shortcut,
 }
 
 impl Block {
     fn new(cfg: &ResNetSnConfig, c_in: usize, planes: usize, stride: usize, downsample: bool, vb: VarBuilder) -> Result<Self> {
-        let bn = cfg.using_bn;
         let e = cfg.block.expansion();
         // (in, out, kernel, stride) of each convolution; the SN of v1 follows its conv (out
         // channels), the SN of v2 precedes it (in channels).
@@ -58,13 +90,13 @@ impl Block {
                 Version::V1 => co,
                 Version::V2 => ci,
             };
-            sns.push(SwitchNorm2d::new(sn_channels, bn, vb.pp(format!("sn{}", i + 1)))?);
+            sns.push(Norm::new(cfg, sn_channels, vb.pp(cfg.norm_name(i + 1)))?);
         }
         let shortcut = match (downsample, cfg.version) {
             (false, _) => Shortcut::Identity,
             (true, Version::V1) => Shortcut::ConvSn(
                 conv(vb.pp("downsample.0"), c_in, planes * e, 1, stride)?,
-                SwitchNorm2d::new(planes * e, bn, vb.pp("downsample.1"))?,
+                Norm::new(cfg, planes * e, vb.pp("downsample.1"))?,
             ),
             (true, Version::V2) => Shortcut::Conv(conv(vb.pp("downsample"), c_in, planes * e, 1, stride)?),
         };
@@ -111,7 +143,7 @@ impl Block {
 pub struct ResNetSn {
     config: ResNetSnConfig,
     conv1: Conv2d,
-    sn1: SwitchNorm2d,
+    sn1: Norm,
     /// `layer1` .. `layer4`.
     layers: Vec<Vec<Block>>,
     sn_out: Option<SwitchNorm2d>,
@@ -122,7 +154,7 @@ impl ResNetSn {
     /// Builds the network from weights under `vb` named as in the released state dicts.
     pub fn new(config: &ResNetSnConfig, vb: VarBuilder) -> Result<Self> {
         let conv1 = conv(vb.pp("conv1"), 3, config.width, 7, 2)?;
-        let sn1 = SwitchNorm2d::new(config.width, config.using_bn, vb.pp("sn1"))?;
+        let sn1 = Norm::new(config, config.width, vb.pp(config.norm_name(1)))?;
         let e = config.block.expansion();
         let mut c_in = config.width;
         let mut layers = Vec::new();
@@ -150,16 +182,20 @@ impl ResNetSn {
         &self.config
     }
 
-    /// Every SN layer with its state-dict path, in forward order.
+    /// Every SN layer with its state-dict path, in forward order (none in a BatchNorm network).
     pub fn switch_norms(&self) -> Vec<(String, &SwitchNorm2d)> {
-        let mut out = vec![("sn1".to_string(), &self.sn1)];
+        let mut out: Vec<(String, &SwitchNorm2d)> = self.sn1.as_switch().map(|sn| ("sn1".to_string(), sn)).into_iter().collect();
         for (s, blocks) in self.layers.iter().enumerate() {
             for (b, block) in blocks.iter().enumerate() {
                 for (i, sn) in block.sns.iter().enumerate() {
-                    out.push((format!("layer{}.{b}.sn{}", s + 1, i + 1), sn));
+                    if let Some(sn) = sn.as_switch() {
+                        out.push((format!("layer{}.{b}.sn{}", s + 1, i + 1), sn));
+                    }
                 }
                 if let Shortcut::ConvSn(_, sn) = &block.shortcut {
-                    out.push((format!("layer{}.{b}.downsample.1", s + 1), sn));
+                    if let Some(sn) = sn.as_switch() {
+                        out.push((format!("layer{}.{b}.downsample.1", s + 1), sn));
+                    }
                 }
             }
         }

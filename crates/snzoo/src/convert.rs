@@ -44,6 +44,8 @@ pub fn convert_checkpoint(path: &Path, dtype: Option<DType>) -> Result<Converted
     let sha256 = sha256_file(path).with_context(|| format!("cannot read {}", path.display()))?;
     let TorchCheckpoint { format, tensors, info } =
         read_torch_checkpoint(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+    // BatchNorm's num_batches_tracked counters are training state: not part of the model.
+    let tensors: Vec<(String, Tensor)> = tensors.into_iter().filter(|(k, _)| !snzoo_model::is_training_only(k)).collect();
     let shapes: BTreeMap<String, Vec<usize>> = tensors.iter().map(|(k, t)| (k.clone(), t.shape.clone())).collect();
     let config = ResNetSnConfig::infer(&shapes)
         .with_context(|| format!("{} is not a state dict of an SN ResNet that snzoo knows", path.display()))?;
