@@ -8,12 +8,15 @@
 //! * [`ResNetSnConfig`]: the architecture, its expected state-dict keys and shapes, and inference
 //!   of the architecture from a state dict (no candle needed for that part).
 //!
-//! This crate knows nothing of files or downloads: give it a `VarBuilder`.
+//! * [`train`]: trainable networks, the SN running-statistics update, `torch.optim.SGD`.
+//!
+//! This crate knows nothing of files or downloads: give it a `VarBuilder` or tensors.
 
 pub mod config;
 pub mod resnet;
 pub mod switch_norm;
+pub mod train;
 
 pub use config::{is_training_only, ArchError, BlockKind, NormKind, ResNetSnConfig, Version, STANDARD_DEPTHS};
 pub use resnet::ResNetSn;
-pub use switch_norm::{SwitchNorm2d, SN_EPS};
+pub use switch_norm::{BatchStats, SwitchNorm2d, SN_EPS};

@@ -15,7 +15,14 @@ use candle_core::{Module, ModuleT, Result, Tensor};
 use candle_nn::{batch_norm, conv2d_no_bias, linear, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Linear, VarBuilder};
 
 use crate::config::{BlockKind, NormKind, ResNetSnConfig, Version};
-use crate::switch_norm::{SwitchNorm2d, SN_EPS};
+use crate::switch_norm::{BatchStats, SwitchNorm2d, SN_EPS};
+
+/// Inference, or training with the batch statistics of every SN layer collected.
+#[derive(Debug, Default)]
+struct Mode {
+    train: bool,
+    stats: Vec<BatchStats>,
+}
 
 /// A normalization layer: SN (the release), or BatchNorm (torchvision's baselines).
 #[derive(Debug, Clone)]
@@ -35,10 +42,16 @@ impl Norm {
         }
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Norm::Switch(sn) => sn.forward(x),
-            Norm::Batch(bn) => bn.forward_t(x, false),
+    fn forward(&self, x: &Tensor, mode: &mut Mode) -> Result<Tensor> {
+        match (self, mode.train) {
+            (Norm::Switch(sn), false) => sn.forward(x),
+            (Norm::Switch(sn), true) => {
+                let (y, stats) = sn.forward_train(x)?;
+                mode.stats.extend(stats);
+                Ok(y)
+            }
+            (Norm::Batch(bn), false) => bn.forward_t(x, false),
+            (Norm::Batch(_), true) => candle_core::bail!("training is implemented for Switchable Normalization networks only"),
         }
     }
 
@@ -103,39 +116,60 @@ impl Block {
         Ok(Self { version: cfg.version, convs, sns, shortcut })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, mode: &mut Mode) -> Result<Tensor> {
         match self.version {
             Version::V1 => {
                 let last = self.convs.len() - 1;
                 let mut out = x.clone();
                 for (i, (conv, sn)) in self.convs.iter().zip(&self.sns).enumerate() {
-                    out = sn.forward(&conv.forward(&out)?)?;
+                    out = sn.forward(&conv.forward(&out)?, mode)?;
                     if i != last {
                         out = out.relu()?;
                     }
                 }
                 let residual = match &self.shortcut {
                     Shortcut::Identity => x.clone(),
-                    Shortcut::ConvSn(c, sn) => sn.forward(&c.forward(x)?)?,
+                    Shortcut::ConvSn(c, sn) => sn.forward(&c.forward(x)?, mode)?,
                     Shortcut::Conv(c) => c.forward(x)?,
                 };
                 (out + residual)?.relu()
             }
             Version::V2 => {
-                let pre = self.sns[0].forward(x)?.relu()?;
+                let pre = self.sns[0].forward(x, mode)?.relu()?;
                 let residual = match &self.shortcut {
                     Shortcut::Identity => x.clone(),
                     Shortcut::Conv(c) => c.forward(&pre)?,
-                    Shortcut::ConvSn(c, sn) => sn.forward(&c.forward(&pre)?)?,
+                    Shortcut::ConvSn(c, sn) => sn.forward(&c.forward(&pre)?, mode)?,
                 };
                 let mut out = self.convs[0].forward(&pre)?;
                 for (conv, sn) in self.convs[1..].iter().zip(&self.sns[1..]) {
-                    out = conv.forward(&sn.forward(&out)?.relu()?)?;
+                    out = conv.forward(&sn.forward(&out, mode)?.relu()?)?;
                 }
                 out + residual
             }
         }
     }
+}
+
+/// The same 3×3/2 max-pool (padding 1, non-negative input) as the maximum of nine strided
+/// views, so that candle can differentiate it (its max-pool backward needs stride = kernel).
+fn max_pool_3x3_s2_differentiable(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let (ho, wo) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
+    // Pad to 2·out + 2 on each axis: 1 in front (PyTorch's padding), the rest behind.
+    let p = x.pad_with_zeros(2, 1, 2 * ho + 1 - h)?.pad_with_zeros(3, 1, 2 * wo + 1 - w)?;
+    let mut out: Option<Tensor> = None;
+    for dy in 0..3 {
+        let rows = p.narrow(2, dy, 2 * ho)?.reshape((n, c, ho, 2, 2 * wo + 2))?.narrow(3, 0, 1)?.squeeze(3)?;
+        for dx in 0..3 {
+            let v = rows.narrow(3, dx, 2 * wo)?.reshape((n, c, ho, wo, 2))?.narrow(4, 0, 1)?.squeeze(4)?;
+            out = Some(match out {
+                None => v,
+                Some(o) => o.maximum(&v)?,
+            });
+        }
+    }
+    Ok(out.expect("nine views"))
 }
 
 /// An SN ResNet (v1 or v2, any depth) in inference mode.
@@ -146,7 +180,7 @@ pub struct ResNetSn {
     sn1: Norm,
     /// `layer1` .. `layer4`.
     layers: Vec<Vec<Block>>,
-    sn_out: Option<SwitchNorm2d>,
+    sn_out: Option<Norm>,
     fc: Linear,
 }
 
@@ -171,7 +205,7 @@ impl ResNetSn {
             layers.push(blocks);
         }
         let sn_out = match config.version {
-            Version::V2 => Some(SwitchNorm2d::new(c_in, config.using_bn, vb.pp("sn_out"))?),
+            Version::V2 => Some(Norm::new(config, c_in, vb.pp("sn_out"))?),
             Version::V1 => None,
         };
         let fc = linear(c_in, config.num_classes, vb.pp("fc"))?;
@@ -199,7 +233,7 @@ impl ResNetSn {
                 }
             }
         }
-        if let Some(sn) = &self.sn_out {
+        if let Some(sn) = self.sn_out.as_ref().and_then(Norm::as_switch) {
             out.push(("sn_out".to_string(), sn));
         }
         out
@@ -207,17 +241,21 @@ impl ResNetSn {
 
     /// The pooled features (N, feature_dim) before the classifier.
     pub fn features(&self, x: &Tensor) -> Result<Tensor> {
-        let x = self.sn1.forward(&self.conv1.forward(x)?)?.relu()?;
+        self.features_mode(x, &mut Mode::default())
+    }
+
+    fn features_mode(&self, x: &Tensor, mode: &mut Mode) -> Result<Tensor> {
+        let x = self.sn1.forward(&self.conv1.forward(x)?, mode)?.relu()?;
         // 3×3/2 max-pool with padding 1. Its input is non-negative (after a ReLU), so zero padding
         // gives exactly what PyTorch's -inf padding gives.
-        let mut x = x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?.max_pool2d_with_stride(3, 2)?;
+        let mut x = if mode.train { max_pool_3x3_s2_differentiable(&x)? } else { x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?.max_pool2d_with_stride(3, 2)? };
         for blocks in &self.layers {
             for block in blocks {
-                x = block.forward(&x)?;
+                x = block.forward(&x, mode)?;
             }
         }
         if let Some(sn) = &self.sn_out {
-            x = sn.forward(&x)?.relu()?;
+            x = sn.forward(&x, mode)?.relu()?;
         }
         x.mean((2, 3))
     }
@@ -225,6 +263,17 @@ impl ResNetSn {
     /// Logits (N, num_classes) for a normalized image batch (N, 3, H, W).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.fc.forward(&self.features(x)?)
+    }
+
+    /// A training forward: SN layers use batch statistics (returned, detached, for the
+    /// running-statistics update) and dropout with probability `dropout` precedes `fc`.
+    pub fn forward_train(&self, x: &Tensor, dropout: f32) -> Result<(Tensor, Vec<BatchStats>)> {
+        let mut mode = Mode { train: true, stats: Vec::new() };
+        let mut f = self.features_mode(x, &mut mode)?;
+        if dropout > 0.0 {
+            f = candle_nn::ops::dropout(&f, dropout)?;
+        }
+        Ok((self.fc.forward(&f)?, mode.stats))
     }
 }
 

@@ -23,14 +23,26 @@ pub const SN_EPS: f64 = 1e-5;
 /// it is refused with an error instead.
 #[derive(Debug, Clone)]
 pub struct SwitchNorm2d {
+    /// The state-dict path of the layer (e.g. `layer1.0.sn1`).
+    name: String,
     weight: Tensor,
     bias: Tensor,
-    /// softmax(`mean_weight`) and softmax(`var_weight`), computed once at load.
-    mean_mix: Vec<f64>,
-    var_mix: Vec<f64>,
+    /// The raw mixing logits, (3) or (2): trainable.
+    mean_weight: Tensor,
+    var_weight: Tensor,
     /// (1,C,1) running statistics when the layer uses BN.
     running: Option<(Tensor, Tensor)>,
     channels: usize,
+}
+
+/// The batch statistics of one SN layer in a training forward, for the running-statistics update.
+#[derive(Debug, Clone)]
+pub struct BatchStats {
+    /// The layer's state-dict path; its buffers are `{layer}.running_mean` / `.running_var`.
+    pub layer: String,
+    /// (1,C,1), detached: `mean_bn` and `var_bn`.
+    pub mean: Tensor,
+    pub var: Tensor,
 }
 
 /// Softmax of a short vector, computed as torch does for f32 (max-subtracted).
@@ -47,49 +59,52 @@ impl SwitchNorm2d {
         let k = if using_bn { 3 } else { 2 };
         let weight = vb.get((1, channels, 1, 1), "weight")?.reshape((1, channels, 1))?;
         let bias = vb.get((1, channels, 1, 1), "bias")?.reshape((1, channels, 1))?;
-        let mean_weight = vb.get(k, "mean_weight")?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
-        let var_weight = vb.get(k, "var_weight")?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let mean_weight = vb.get(k, "mean_weight")?;
+        let var_weight = vb.get(k, "var_weight")?;
         let running = if using_bn {
             Some((vb.get((1, channels, 1), "running_mean")?, vb.get((1, channels, 1), "running_var")?))
         } else {
             None
         };
-        Ok(Self { weight, bias, mean_mix: softmax(&mean_weight), var_mix: softmax(&var_weight), running, channels })
+        Ok(Self { name: vb.prefix(), weight, bias, mean_weight, var_weight, running, channels })
+    }
+
+    fn mix(t: &Tensor) -> Result<Vec<f64>> {
+        Ok(softmax(&t.to_dtype(DType::F32)?.to_vec1::<f32>()?))
     }
 
     /// The learned importance of (IN, LN[, BN]) for the mean: softmax(`mean_weight`).
-    pub fn mean_importance(&self) -> &[f64] {
-        &self.mean_mix
+    pub fn mean_importance(&self) -> Result<Vec<f64>> {
+        Self::mix(&self.mean_weight)
     }
 
     /// The learned importance of (IN, LN[, BN]) for the variance: softmax(`var_weight`).
-    pub fn var_importance(&self) -> &[f64] {
-        &self.var_mix
+    pub fn var_importance(&self) -> Result<Vec<f64>> {
+        Self::mix(&self.var_weight)
+    }
+
+    /// The layer's state-dict path.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn channels(&self) -> usize {
         self.channels
     }
 
-    /// The mixed per-(n,c) mean and variance, each of shape (N,C,1), for an input viewed as (N,C,H·W).
-    fn statistics(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+    /// Instance and layer moments of an input viewed as (N,C,H·W): `mean_in`, `var_in` (unbiased),
+    /// `mean_ln`, `var_ln`, and `temp` = `var_in` + `mean_in`².
+    fn moments(x: &Tensor) -> Result<[Tensor; 5]> {
         let (_, _, hw) = x.dims3()?;
         let mean_in = x.mean_keepdim(D::Minus1)?;
         let var_in = (x.broadcast_sub(&mean_in)?.sqr()?.sum_keepdim(D::Minus1)? / (hw - 1) as f64)?;
         let mean_ln = mean_in.mean_keepdim(1)?;
         let temp = (&var_in + mean_in.sqr()?)?;
         let var_ln = temp.mean_keepdim(1)?.broadcast_sub(&mean_ln.sqr()?)?;
-        let mut mean = (mean_in * self.mean_mix[0])?.broadcast_add(&(mean_ln * self.mean_mix[1])?)?;
-        let mut var = (var_in * self.var_mix[0])?.broadcast_add(&(var_ln * self.var_mix[1])?)?;
-        if let Some((running_mean, running_var)) = &self.running {
-            mean = mean.broadcast_add(&(running_mean * self.mean_mix[2])?)?;
-            var = var.broadcast_add(&(running_var * self.var_mix[2])?)?;
-        }
-        Ok((mean, var))
+        Ok([mean_in, var_in, mean_ln, var_ln, temp])
     }
 
-    /// Normalizes `x` of shape (N,C,H,W) with plain candle tensor operations.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    fn check_spatial(x: &Tensor) -> Result<(usize, usize, usize, usize)> {
         let (n, c, h, w) = x.dims4()?;
         if h * w < 2 {
             candle_core::bail!(
@@ -97,11 +112,61 @@ impl SwitchNorm2d {
                  (the input image is too small for this network)"
             );
         }
-        let xr = x.reshape((n, c, h * w))?;
-        let (mean, var) = self.statistics(&xr)?;
+        Ok((n, c, h, w))
+    }
+
+    fn normalize(&self, xr: &Tensor, mean: &Tensor, var: &Tensor) -> Result<Tensor> {
         let inv_std = (var + SN_EPS)?.sqrt()?.recip()?;
-        let y = xr.broadcast_sub(&mean)?.broadcast_mul(&inv_std)?.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)?;
-        y.reshape((n, c, h, w))
+        xr.broadcast_sub(mean)?.broadcast_mul(&inv_std)?.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
+    }
+
+    /// Normalizes `x` of shape (N,C,H,W) in inference mode (BN = the running buffers), with plain
+    /// candle tensor operations.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (n, c, h, w) = Self::check_spatial(x)?;
+        let xr = x.reshape((n, c, h * w))?;
+        let [mean_in, var_in, mean_ln, var_ln, _] = Self::moments(&xr)?;
+        let (mm, vm) = (self.mean_importance()?, self.var_importance()?);
+        let mut mean = (mean_in * mm[0])?.broadcast_add(&(mean_ln * mm[1])?)?;
+        let mut var = (var_in * vm[0])?.broadcast_add(&(var_ln * vm[1])?)?;
+        if let Some((running_mean, running_var)) = &self.running {
+            mean = mean.broadcast_add(&(running_mean * mm[2])?)?;
+            var = var.broadcast_add(&(running_var * vm[2])?)?;
+        }
+        self.normalize(&xr, &mean, &var)?.reshape((n, c, h, w))
+    }
+
+    /// Training mode: BN statistics from the batch (`mean_bn` = mean over N of `mean_in`,
+    /// `var_bn` = mean over N of `temp` − `mean_bn`²), the mixing softmaxes inside the graph, so
+    /// that gradients reach every parameter, `mean_weight`/`var_weight` included. Returns the
+    /// output and, with BN, the detached batch statistics for the running-statistics update.
+    pub fn forward_train(&self, x: &Tensor) -> Result<(Tensor, Option<BatchStats>)> {
+        let (n, c, h, w) = Self::check_spatial(x)?;
+        // The statistics and their gradients are sums over many elements: computed in f64, so that
+        // the summation order cannot matter at f32 precision.
+        let dtype = x.dtype();
+        let xr = x.reshape((n, c, h * w))?.to_dtype(DType::F64)?;
+        let [mean_in, var_in, mean_ln, var_ln, temp] = Self::moments(&xr)?;
+        let mm = candle_nn::ops::softmax(&self.mean_weight.to_dtype(DType::F64)?, 0)?;
+        let vm = candle_nn::ops::softmax(&self.var_weight.to_dtype(DType::F64)?, 0)?;
+        let at = |t: &Tensor, i: usize| t.narrow(0, i, 1)?.reshape((1, 1, 1));
+        let mut mean = mean_in.broadcast_mul(&at(&mm, 0)?)?.broadcast_add(&mean_ln.broadcast_mul(&at(&mm, 1)?)?)?;
+        let mut var = var_in.broadcast_mul(&at(&vm, 0)?)?.broadcast_add(&var_ln.broadcast_mul(&at(&vm, 1)?)?)?;
+        let mut stats = None;
+        if self.running.is_some() {
+            let mean_bn = mean_in.mean_keepdim(0)?;
+            let var_bn = temp.mean_keepdim(0)?.sub(&mean_bn.sqr()?)?;
+            mean = mean.broadcast_add(&mean_bn.broadcast_mul(&at(&mm, 2)?)?)?;
+            var = var.broadcast_add(&var_bn.broadcast_mul(&at(&vm, 2)?)?)?;
+            stats = Some(BatchStats {
+                layer: self.name.clone(),
+                mean: mean_bn.detach().to_dtype(dtype)?,
+                var: var_bn.detach().to_dtype(dtype)?,
+            });
+        }
+        let inv_std = (var + SN_EPS)?.sqrt()?.recip()?;
+        let y = xr.broadcast_sub(&mean)?.broadcast_mul(&inv_std)?.to_dtype(dtype)?;
+        Ok((y.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)?.reshape((n, c, h, w))?, stats))
     }
 }
 

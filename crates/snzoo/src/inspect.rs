@@ -112,8 +112,8 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         .model
         .switch_norms()
         .into_iter()
-        .map(|(layer, sn)| LayerImportance { layer, mean: sn.mean_importance().to_vec(), var: sn.var_importance().to_vec() })
-        .collect();
+        .map(|(layer, sn)| Ok(LayerImportance { layer, mean: sn.mean_importance()?, var: sn.var_importance()? }))
+        .collect::<candle_core::Result<_>>()?;
     if layers.is_empty() {
         bail!("{} has no Switchable Normalization layers", path.display());
     }
