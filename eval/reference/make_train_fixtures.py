@@ -90,5 +90,33 @@ def main():
     print('written', OUT, losses)
 
 
+FINETUNE_IMAGES = [('chelsea_420.jpg', 3), ('coffee_444.jpg', 1), ('rocket_gray.jpg', 4),
+                   ('coffee_cmyk.jpg', 1), ('hubble_odd.jpg', 5), ('astronaut_progressive.jpg', 9)]
+
+
+def make_finetune_fixture():
+    """`snzoo finetune` end to end: the r18v1_bn_zip fixture model, six fixture photos with the
+    evaluation preprocessing (torchvision), 3 epochs of one batch of 6, SGD lr 0.01, momentum 0.9,
+    weight decay 1e-4, dropout 0, no shuffle, moving average; the final state dict."""
+    from make_fixtures import EVAL, NORMALIZE, pil_loader
+    from sn_reference import build
+    root = os.path.join(OUT, '..')
+    with open(os.path.join(OUT, 'finetune_labels.txt'), 'w') as f:
+        f.write(''.join('images/%s %d\n' % (n, l) for n, l in FINETUNE_IMAGES))
+    x = torch.stack([NORMALIZE(EVAL(pil_loader(os.path.join(root, 'images', n)))) for n, _ in FINETUNE_IMAGES])
+    y = torch.tensor([l for _, l in FINETUNE_IMAGES])
+    model = build('v1', 18, width=4, num_classes=10, using_bn=True, dropout=0.0)
+    model.load_state_dict(torch.load(os.path.join(root, 'models', 'r18v1_bn_zip.pth')))
+    model.train()
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WD)
+    for _ in range(3):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
+              os.path.join(OUT, 'finetune_r18v1_3steps.safetensors'))
+
+
 if __name__ == '__main__':
     main()
+    make_finetune_fixture()

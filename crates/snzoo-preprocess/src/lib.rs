@@ -125,6 +125,87 @@ impl EvalTransform {
     }
 }
 
+/// Crops the rectangle at (`left`, `top`) of `width`×`height` (inside the image).
+pub fn crop(img: &RgbImage, left: usize, top: usize, width: usize, height: usize) -> RgbImage {
+    let mut out = RgbImage::new(width, height);
+    for y in 0..height {
+        let src = ((y + top) * img.width + left) * 3;
+        out.data[y * width * 3..(y + 1) * width * 3].copy_from_slice(&img.data[src..src + width * 3]);
+    }
+    out
+}
+
+/// Mirrors the image left to right.
+pub fn flip_horizontal(img: &RgbImage) -> RgbImage {
+    let mut out = img.clone();
+    for y in 0..img.height {
+        let row = &mut out.data[y * img.width * 3..(y + 1) * img.width * 3];
+        for x in 0..img.width / 2 {
+            for c in 0..3 {
+                row.swap(x * 3 + c, (img.width - 1 - x) * 3 + c);
+            }
+        }
+    }
+    out
+}
+
+/// torchvision's training preprocessing: `RandomResizedCrop(size)` (scale 0.08–1, ratio 3/4–4/3,
+/// ten tries then the central fallback, the crop resized with Pillow's bilinear filter),
+/// `RandomHorizontalFlip()`, `ToTensor()`, `Normalize(mean, std)`. The random numbers come from
+/// the caller (uniform in [0, 1)), so any generator can drive it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainTransform {
+    pub size: usize,
+    pub scale: (f64, f64),
+    pub ratio: (f64, f64),
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+}
+
+impl Default for TrainTransform {
+    fn default() -> Self {
+        Self { size: 224, scale: (0.08, 1.0), ratio: (3.0 / 4.0, 4.0 / 3.0), mean: IMAGENET_MEAN, std: IMAGENET_STD }
+    }
+}
+
+impl TrainTransform {
+    /// The crop rectangle (left, top, width, height), as torchvision's `RandomResizedCrop.get_params`.
+    pub fn crop_params(&self, width: usize, height: usize, uniform: &mut dyn FnMut() -> f64) -> (usize, usize, usize, usize) {
+        let area = (width * height) as f64;
+        let (lr0, lr1) = (self.ratio.0.ln(), self.ratio.1.ln());
+        for _ in 0..10 {
+            let target = area * (self.scale.0 + (self.scale.1 - self.scale.0) * uniform());
+            let aspect = (lr0 + (lr1 - lr0) * uniform()).exp();
+            let w = (target * aspect).sqrt().round_ties_even() as usize;
+            let h = (target / aspect).sqrt().round_ties_even() as usize;
+            if w > 0 && w <= width && h > 0 && h <= height {
+                let top = ((height - h + 1) as f64 * uniform()) as usize;
+                let left = ((width - w + 1) as f64 * uniform()) as usize;
+                return (left.min(width - w), top.min(height - h), w, h);
+            }
+        }
+        let in_ratio = width as f64 / height as f64;
+        let (w, h) = if in_ratio < self.ratio.0 {
+            (width, ((width as f64 / self.ratio.0).round_ties_even() as usize).min(height))
+        } else if in_ratio > self.ratio.1 {
+            (((height as f64 * self.ratio.1).round_ties_even() as usize).min(width), height)
+        } else {
+            (width, height)
+        };
+        ((width - w) / 2, (height - h) / 2, w, h)
+    }
+
+    /// The normalized CHW tensor of one augmented sample of a decoded image.
+    pub fn apply(&self, img: &RgbImage, uniform: &mut dyn FnMut() -> f64) -> Vec<f32> {
+        let (left, top, w, h) = self.crop_params(img.width, img.height, uniform);
+        let mut out = resize_bilinear(&crop(img, left, top, w, h), self.size, self.size);
+        if uniform() < 0.5 {
+            out = flip_horizontal(&out);
+        }
+        to_normalized_chw(&out, self.mean, self.std)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,6 +225,28 @@ mod tests {
         assert_eq!(center_crop(&row(227), 224).data[0], 2);
         assert_eq!(center_crop(&row(225), 224).data[0], 0);
         assert_eq!(center_crop(&row(229), 224).data[0], 2); // 2.5 -> 2
+    }
+
+    #[test]
+    fn random_resized_crops_stay_inside_and_fall_back_to_the_center() {
+        let t = TrainTransform::default();
+        let mut state = 12345u64;
+        let mut uniform = move || {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (state >> 11) as f64 / (1u64 << 53) as f64
+        };
+        for (w, h) in [(500, 375), (64, 640), (224, 224), (3, 1000)] {
+            for _ in 0..200 {
+                let (l, tp, cw, ch) = t.crop_params(w, h, &mut uniform);
+                assert!(cw > 0 && ch > 0 && l + cw <= w && tp + ch <= h, "{w}x{h}: {l},{tp} {cw}x{ch}");
+            }
+        }
+        // Always out of range: the central fallback, clipped to the 4/3 ratio bound.
+        let mut never = || 0.999_999;
+        assert_eq!(t.crop_params(1000, 10, &mut never), (493, 0, 13, 10));
+        let img = RgbImage { width: 3, height: 1, data: vec![1, 1, 1, 2, 2, 2, 3, 3, 3] };
+        assert_eq!(flip_horizontal(&img).data, vec![3, 3, 3, 2, 2, 2, 1, 1, 1]);
+        assert_eq!(t.apply(&RgbImage::new(300, 200), &mut uniform).len(), 3 * 224 * 224);
     }
 
     #[test]

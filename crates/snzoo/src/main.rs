@@ -7,6 +7,7 @@ mod classify;
 mod convert;
 mod eval;
 mod export;
+mod finetune;
 mod inspect;
 mod weights;
 mod zoo;
@@ -42,6 +43,8 @@ enum Command {
     Inspect(inspect::InspectArgs),
     /// Export a model as a Hugging-Face-style folder (model.safetensors, config.json, README.md card).
     Export(export::ExportArgs),
+    /// Fine-tune an SN model with SGD (training-mode SN: learned IN/LN/BN mixing and statistics).
+    Finetune(finetune::FinetuneArgs),
 }
 
 fn main() {
@@ -55,6 +58,7 @@ fn main() {
         Command::Download(a) => zoo::download(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Export(a) => export::run(a),
+        Command::Finetune(a) => finetune::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

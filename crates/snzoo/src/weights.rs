@@ -98,3 +98,21 @@ pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
     let model = ResNetSn::new(&converted.config, vb)?;
     Ok(LoadedModel { model, config: converted.config })
 }
+
+/// The tensors (state-dict names, f32) and architecture of a weights file, for training.
+pub fn load_tensors(path: &Path, device: &Device) -> Result<(ResNetSnConfig, std::collections::HashMap<String, candle_core::Tensor>)> {
+    if looks_like_safetensors(path)? {
+        let header = read_safetensors_header(path)?;
+        let config = config_for(path, &header)?;
+        let tensors = candle_core::safetensors::load(path, device).with_context(|| format!("cannot read {}", path.display()))?;
+        let tensors = tensors.into_iter().map(|(k, t)| Ok((k, t.to_dtype(DType::F32)?))).collect::<candle_core::Result<_>>()?;
+        return Ok((config, tensors));
+    }
+    let converted = crate::convert::convert_checkpoint(path, Some(snzoo_convert::DType::F32))?;
+    let mut tensors = std::collections::HashMap::new();
+    for (k, t) in converted.tensors {
+        let v: Vec<f32> = t.to_f64_vec().into_iter().map(|x| x as f32).collect();
+        tensors.insert(k, candle_core::Tensor::from_vec(v, t.shape.clone(), device)?);
+    }
+    Ok((converted.config, tensors))
+}
