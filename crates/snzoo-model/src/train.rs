@@ -56,6 +56,48 @@ impl Trainable {
         Ok(Self { model, config: config.clone(), varmap })
     }
 
+    /// A freshly initialised network, as the original code initialises one: convolutions
+    /// Kaiming-normal (fan out, ReLU gain), SN `weight` 1 and `bias` 0, `mean_weight` and
+    /// `var_weight` 1 (equal mixing), running statistics 0, `fc` weight U(±1/√in) and bias 0; with
+    /// `last_gamma`, the last SN of every residual block starts at `weight` 0, so that each block
+    /// starts as the identity.
+    pub fn fresh(config: &ResNetSnConfig, last_gamma: bool, device: &Device) -> Result<Self> {
+        let varmap = VarMap::new();
+        let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
+        let model = ResNetSn::new(config, vb)?;
+        let last_norm = config.norm_name(match config.block {
+            crate::config::BlockKind::Basic => 2,
+            crate::config::BlockKind::Bottleneck => 3,
+        });
+        {
+            let vars = varmap.data().lock().expect("varmap lock");
+            for (name, var) in vars.iter() {
+                let dims = var.dims().to_vec();
+                let t = if name == "fc.weight" {
+                    let bound = 1.0 / (dims[1] as f64).sqrt();
+                    Tensor::rand(-bound, bound, dims.as_slice(), device)?.to_dtype(DType::F32)?
+                } else if dims.len() == 4 && dims[0] > 1 && name.ends_with(".weight") && !name.contains("sn") {
+                    let fan_out = dims[0] * dims[2] * dims[3];
+                    Tensor::randn(0f32, (2.0 / fan_out as f64).sqrt() as f32, dims.as_slice(), device)?
+                } else if name.ends_with(".weight") && dims.len() == 4 {
+                    // An SN weight (1, C, 1, 1).
+                    let block_last = name.split('.').rev().nth(1).is_some_and(|n| n == last_norm) && name.starts_with("layer");
+                    if last_gamma && block_last {
+                        Tensor::zeros(dims.as_slice(), DType::F32, device)?
+                    } else {
+                        Tensor::ones(dims.as_slice(), DType::F32, device)?
+                    }
+                } else if name.ends_with("mean_weight") || name.ends_with("var_weight") {
+                    Tensor::ones(dims.as_slice(), DType::F32, device)?
+                } else {
+                    Tensor::zeros(dims.as_slice(), DType::F32, device)?
+                };
+                var.set(&t)?;
+            }
+        }
+        Ok(Self { model, config: config.clone(), varmap })
+    }
+
     /// The trainable parameters (everything but the running statistics), by name.
     pub fn parameters(&self) -> Vec<(String, Var)> {
         let vars = self.varmap.data().lock().expect("varmap lock");

@@ -152,3 +152,34 @@ fn three_sgd_steps_end_at_pytorchs_weights() {
         }
     }
 }
+
+#[test]
+fn fresh_models_follow_the_original_initialisation() {
+    let (x, y) = batch();
+    let (config, _) = load("v1_bottleneck_bn");
+    let t = Trainable::fresh(&config, true, &Device::Cpu).unwrap();
+    let state: HashMap<String, Tensor> = t.state().into_iter().collect();
+    let all = |k: &str, v: f32| values(&state[k]).iter().all(|&x| x == v);
+    assert!(all("layer1.0.sn3.weight", 0.0) && all("layer4.0.sn3.weight", 0.0), "last_gamma zeroes each block's last SN");
+    assert!(all("layer1.0.sn1.weight", 1.0) && all("sn1.weight", 1.0) && all("layer1.0.downsample.1.weight", 1.0));
+    assert!(all("layer2.0.sn2.mean_weight", 1.0) && all("layer2.0.sn2.running_var", 0.0));
+    let w = values(&state["layer3.0.conv2.weight"]);
+    let std = (w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32).sqrt();
+    let expect = (2.0f32 / (16.0 * 9.0)).sqrt(); // fan_out = 16 channels x 3 x 3
+    assert!((std / expect - 1.0).abs() < 0.1, "kaiming fan-out std {std} vs {expect}");
+    // With every block the identity, a step trains: the loss goes down on the same batch.
+    let mut sgd = Sgd::new(0.05, 0.9, 1e-4);
+    let mut losses = Vec::new();
+    for _ in 0..5 {
+        let (logits, stats) = t.model.forward_train(&x, 0.0).unwrap();
+        let loss = candle_nn::loss::cross_entropy(&logits, &y).unwrap();
+        losses.push(loss.to_scalar::<f32>().unwrap());
+        let grads = loss.backward().unwrap();
+        sgd.step(&t.parameters(), &grads).unwrap();
+        t.update_running(&stats, MA).unwrap();
+    }
+    assert!(losses[4] < losses[0], "{losses:?}");
+    let no_gamma = Trainable::fresh(&config, false, &Device::Cpu).unwrap();
+    let s2: HashMap<String, Tensor> = no_gamma.state().into_iter().collect();
+    assert!(values(&s2["layer1.0.sn3.weight"]).iter().all(|&v| v == 1.0));
+}
