@@ -55,6 +55,14 @@ impl Norm {
         }
     }
 
+    /// `forward` then ReLU (fused into the SN kernel in inference).
+    fn forward_relu(&self, x: &Tensor, mode: &mut Mode) -> Result<Tensor> {
+        match (self, mode.train) {
+            (Norm::Switch(sn), false) => sn.forward_relu(x),
+            _ => self.forward(x, mode)?.relu(),
+        }
+    }
+
     fn as_switch(&self) -> Option<&SwitchNorm2d> {
         match self {
             Norm::Switch(sn) => Some(sn),
@@ -122,10 +130,8 @@ impl Block {
                 let last = self.convs.len() - 1;
                 let mut out = x.clone();
                 for (i, (conv, sn)) in self.convs.iter().zip(&self.sns).enumerate() {
-                    out = sn.forward(&conv.forward(&out)?, mode)?;
-                    if i != last {
-                        out = out.relu()?;
-                    }
+                    let y = conv.forward(&out)?;
+                    out = if i != last { sn.forward_relu(&y, mode)? } else { sn.forward(&y, mode)? };
                 }
                 let residual = match &self.shortcut {
                     Shortcut::Identity => x.clone(),
@@ -135,7 +141,7 @@ impl Block {
                 (out + residual)?.relu()
             }
             Version::V2 => {
-                let pre = self.sns[0].forward(x, mode)?.relu()?;
+                let pre = self.sns[0].forward_relu(x, mode)?;
                 let residual = match &self.shortcut {
                     Shortcut::Identity => x.clone(),
                     Shortcut::Conv(c) => c.forward(&pre)?,
@@ -143,7 +149,7 @@ impl Block {
                 };
                 let mut out = self.convs[0].forward(&pre)?;
                 for (conv, sn) in self.convs[1..].iter().zip(&self.sns[1..]) {
-                    out = conv.forward(&sn.forward(&out, mode)?.relu()?)?;
+                    out = conv.forward(&sn.forward_relu(&out, mode)?)?;
                 }
                 out + residual
             }
@@ -245,7 +251,7 @@ impl ResNetSn {
     }
 
     fn features_mode(&self, x: &Tensor, mode: &mut Mode) -> Result<Tensor> {
-        let x = self.sn1.forward(&self.conv1.forward(x)?, mode)?.relu()?;
+        let x = self.sn1.forward_relu(&self.conv1.forward(x)?, mode)?;
         // 3×3/2 max-pool with padding 1. Its input is non-negative (after a ReLU), so zero padding
         // gives exactly what PyTorch's -inf padding gives.
         let mut x = if mode.train { max_pool_3x3_s2_differentiable(&x)? } else { x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?.max_pool2d_with_stride(3, 2)? };
@@ -255,7 +261,7 @@ impl ResNetSn {
             }
         }
         if let Some(sn) = &self.sn_out {
-            x = sn.forward(&x, mode)?.relu()?;
+            x = sn.forward_relu(&x, mode)?;
         }
         x.mean((2, 3))
     }

@@ -120,9 +120,49 @@ impl SwitchNorm2d {
         xr.broadcast_sub(mean)?.broadcast_mul(&inv_std)?.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
     }
 
-    /// Normalizes `x` of shape (N,C,H,W) in inference mode (BN = the running buffers), with plain
-    /// candle tensor operations.
+    /// Normalizes `x` of shape (N,C,H,W) in inference mode (BN = the running buffers): the fused
+    /// kernel for f32 on the CPU, the plain operations elsewhere.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_act(x, false)
+    }
+
+    /// [`forward`](Self::forward) followed by a ReLU, fused where the kernel is used.
+    pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_act(x, true)
+    }
+
+    fn forward_act(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        if x.device().is_cpu() && x.dtype() == DType::F32 {
+            let op = self.inference_op(relu)?;
+            return x.contiguous()?.apply_op1_no_bwd(&op);
+        }
+        let y = self.forward_reference(x)?;
+        if relu {
+            y.relu()
+        } else {
+            Ok(y)
+        }
+    }
+
+    /// The fused kernel's parameters, read from the current weights.
+    pub fn inference_op(&self, relu: bool) -> Result<crate::fused::SwitchNormInference> {
+        let f = |t: &Tensor| -> Result<Vec<f32>> { t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>() };
+        let (mm, vm) = (self.mean_importance()?, self.var_importance()?);
+        let three = |v: &[f64]| [v[0], v[1], v.get(2).copied().unwrap_or(0.0)];
+        Ok(crate::fused::SwitchNormInference {
+            mean_mix: three(&mm),
+            var_mix: three(&vm),
+            running_mean: self.running.as_ref().map(|(m, _)| f(m)).transpose()?,
+            running_var: self.running.as_ref().map(|(_, v)| f(v)).transpose()?,
+            weight: f(&self.weight)?,
+            bias: f(&self.bias)?,
+            eps: SN_EPS,
+            relu,
+        })
+    }
+
+    /// Inference with plain candle tensor operations (the fused kernel's oracle; any device/dtype).
+    pub fn forward_reference(&self, x: &Tensor) -> Result<Tensor> {
         let (n, c, h, w) = Self::check_spatial(x)?;
         let xr = x.reshape((n, c, h * w))?;
         let [mean_in, var_in, mean_ln, var_ln, _] = Self::moments(&xr)?;

@@ -1,0 +1,87 @@
+//! A fused CPU kernel for SwitchNorm2d inference (optionally with the ReLU that follows): one
+//! parallel pass for the per-(n,c) moments, the per-sample layer moments from them, and one
+//! parallel pass for `x · scale + shift`. The plain candle-ops version
+//! ([`SwitchNorm2d::forward_reference`](crate::SwitchNorm2d::forward_reference)) is its test oracle.
+
+use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape};
+use rayon::prelude::*;
+
+/// Everything the kernel needs besides the input, per channel or per mixing term.
+#[derive(Debug, Clone)]
+pub struct SwitchNormInference {
+    /// softmax(`mean_weight`), softmax(`var_weight`): (IN, LN, BN); BN 0 without running stats.
+    pub mean_mix: [f64; 3],
+    pub var_mix: [f64; 3],
+    pub running_mean: Option<Vec<f32>>,
+    pub running_var: Option<Vec<f32>>,
+    pub weight: Vec<f32>,
+    pub bias: Vec<f32>,
+    pub eps: f64,
+    pub relu: bool,
+}
+
+impl SwitchNormInference {
+    /// Normalizes a contiguous (N, C, H·W) buffer into `out`.
+    pub fn run(&self, x: &[f32], n: usize, c: usize, hw: usize, out: &mut [f32]) {
+        // Instance moments per (n, c), accumulated in f64: mean and unbiased variance.
+        let moments: Vec<(f64, f64)> = x
+            .par_chunks(hw)
+            .map(|v| {
+                let mean = v.iter().map(|&a| a as f64).sum::<f64>() / hw as f64;
+                let ss = v.iter().map(|&a| (a as f64 - mean) * (a as f64 - mean)).sum::<f64>();
+                (mean, ss / (hw - 1) as f64)
+            })
+            .collect();
+        // Per (n, c): the mixed statistics, folded into a scale and a shift.
+        let mut affine = vec![(0f32, 0f32); n * c];
+        for s in 0..n {
+            let m = &moments[s * c..(s + 1) * c];
+            let mean_ln = m.iter().map(|p| p.0).sum::<f64>() / c as f64;
+            let var_ln = m.iter().map(|p| p.1 + p.0 * p.0).sum::<f64>() / c as f64 - mean_ln * mean_ln;
+            for ch in 0..c {
+                let (mi, vi) = m[ch];
+                let mut mean = self.mean_mix[0] * mi + self.mean_mix[1] * mean_ln;
+                let mut var = self.var_mix[0] * vi + self.var_mix[1] * var_ln;
+                if let (Some(rm), Some(rv)) = (&self.running_mean, &self.running_var) {
+                    mean += self.mean_mix[2] * rm[ch] as f64;
+                    var += self.var_mix[2] * rv[ch] as f64;
+                }
+                let scale = self.weight[ch] as f64 / (var + self.eps).sqrt();
+                affine[s * c + ch] = (scale as f32, (self.bias[ch] as f64 - mean * scale) as f32);
+            }
+        }
+        let relu = self.relu;
+        out.par_chunks_mut(hw).zip(x.par_chunks(hw)).zip(affine.par_iter()).for_each(|((o, v), &(scale, shift))| {
+            if relu {
+                for (o, &a) in o.iter_mut().zip(v) {
+                    *o = (a * scale + shift).max(0.0);
+                }
+            } else {
+                for (o, &a) in o.iter_mut().zip(v) {
+                    *o = a * scale + shift;
+                }
+            }
+        });
+    }
+}
+
+impl CustomOp1 for SwitchNormInference {
+    fn name(&self) -> &'static str {
+        "switch-norm-2d-inference"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = layout.shape().dims4()?;
+        if h * w < 2 {
+            candle_core::bail!("SwitchNorm2d needs at least 2 spatial positions, got {h}x{w}");
+        }
+        let x = match (storage, layout.contiguous_offsets()) {
+            (CpuStorage::F32(v), Some((start, end))) => &v[start..end],
+            (CpuStorage::F32(_), None) => candle_core::bail!("switch-norm-2d-inference needs a contiguous input"),
+            _ => candle_core::bail!("switch-norm-2d-inference is implemented for f32"),
+        };
+        let mut out = vec![0f32; x.len()];
+        self.run(x, n, c, h * w, &mut out);
+        Ok((CpuStorage::F32(out), layout.shape().clone()))
+    }
+}
