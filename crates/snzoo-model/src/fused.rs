@@ -6,6 +6,24 @@
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape};
 use rayon::prelude::*;
 
+/// Below this many elements the kernel does not fan out to the thread pool.
+const PARALLEL_MIN_ELEMENTS: usize = 1 << 21;
+
+/// Σ f(v) with 16 independent f32 lanes (vectorisable; each lane sums at most a few hundred
+/// terms of one plane), combined in f64.
+#[inline]
+fn lane_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f64 {
+    let mut acc = [0f32; 16];
+    let chunks = v.chunks_exact(16);
+    let rest = chunks.remainder();
+    for c in chunks {
+        for i in 0..16 {
+            acc[i] += f(c[i]);
+        }
+    }
+    acc.iter().map(|&a| a as f64).sum::<f64>() + rest.iter().map(|&a| f(a) as f64).sum::<f64>()
+}
+
 /// Everything the kernel needs besides the input, per channel or per mixing term.
 #[derive(Debug, Clone)]
 pub struct SwitchNormInference {
@@ -24,11 +42,16 @@ impl SwitchNormInference {
     /// Normalizes a contiguous (N, C, H·W) buffer into `out`.
     pub fn run(&self, x: &[f32], n: usize, c: usize, hw: usize, out: &mut [f32]) {
         // Instance moments per (n, c), accumulated in f64: mean and unbiased variance.
+        // Small planes (e.g. 7×7) would make one rayon task per channel: group them. Small
+        // tensors (batch 1) run on the calling thread: waking the pool costs more than it saves.
+        let min_len = if x.len() < PARALLEL_MIN_ELEMENTS { x.len() } else { (16 * 1024 / hw).max(1) };
         let moments: Vec<(f64, f64)> = x
             .par_chunks(hw)
+            .with_min_len(min_len)
             .map(|v| {
-                let mean = v.iter().map(|&a| a as f64).sum::<f64>() / hw as f64;
-                let ss = v.iter().map(|&a| (a as f64 - mean) * (a as f64 - mean)).sum::<f64>();
+                let mean = lane_sum(v, |a| a) / hw as f64;
+                let m = mean as f32;
+                let ss = lane_sum(v, |a| (a - m) * (a - m));
                 (mean, ss / (hw - 1) as f64)
             })
             .collect();
@@ -51,7 +74,7 @@ impl SwitchNormInference {
             }
         }
         let relu = self.relu;
-        out.par_chunks_mut(hw).zip(x.par_chunks(hw)).zip(affine.par_iter()).for_each(|((o, v), &(scale, shift))| {
+        out.par_chunks_mut(hw).zip(x.par_chunks(hw)).zip(affine.par_iter()).with_min_len(min_len).for_each(|((o, v), &(scale, shift))| {
             if relu {
                 for (o, &a) in o.iter_mut().zip(v) {
                     *o = (a * scale + shift).max(0.0);

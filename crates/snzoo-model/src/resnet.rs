@@ -21,6 +21,8 @@ use crate::switch_norm::{BatchStats, SwitchNorm2d, SN_EPS};
 #[derive(Debug, Default)]
 struct Mode {
     train: bool,
+    /// Inference through the plain candle operations instead of the fused SN kernel.
+    reference: bool,
     stats: Vec<BatchStats>,
 }
 
@@ -44,6 +46,7 @@ impl Norm {
 
     fn forward(&self, x: &Tensor, mode: &mut Mode) -> Result<Tensor> {
         match (self, mode.train) {
+            (Norm::Switch(sn), false) if mode.reference => sn.forward_reference(x),
             (Norm::Switch(sn), false) => sn.forward(x),
             (Norm::Switch(sn), true) => {
                 let (y, stats) = sn.forward_train(x)?;
@@ -58,7 +61,7 @@ impl Norm {
     /// `forward` then ReLU (fused into the SN kernel in inference).
     fn forward_relu(&self, x: &Tensor, mode: &mut Mode) -> Result<Tensor> {
         match (self, mode.train) {
-            (Norm::Switch(sn), false) => sn.forward_relu(x),
+            (Norm::Switch(sn), false) if !mode.reference => sn.forward_relu(x),
             _ => self.forward(x, mode)?.relu(),
         }
     }
@@ -271,10 +274,17 @@ impl ResNetSn {
         self.fc.forward(&self.features(x)?)
     }
 
+    /// [`forward`](Self::forward) with every SN layer through the plain candle operations
+    /// instead of the fused kernel (the oracle, and the baseline of `snzoo bench`).
+    pub fn forward_reference(&self, x: &Tensor) -> Result<Tensor> {
+        let mut mode = Mode { reference: true, ..Mode::default() };
+        self.fc.forward(&self.features_mode(x, &mut mode)?)
+    }
+
     /// A training forward: SN layers use batch statistics (returned, detached, for the
     /// running-statistics update) and dropout with probability `dropout` precedes `fc`.
     pub fn forward_train(&self, x: &Tensor, dropout: f32) -> Result<(Tensor, Vec<BatchStats>)> {
-        let mut mode = Mode { train: true, stats: Vec::new() };
+        let mut mode = Mode { train: true, ..Mode::default() };
         let mut f = self.features_mode(x, &mut mode)?;
         if dropout > 0.0 {
             f = candle_nn::ops::dropout(&f, dropout)?;

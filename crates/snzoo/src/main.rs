@@ -3,6 +3,7 @@
 //! Exit codes: 0 success; 1 failure (bad input, I/O, ...; the message names the file);
 //! 2 usage error.
 
+mod bench;
 mod classify;
 mod convert;
 mod eval;
@@ -45,6 +46,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Fine-tune an SN model with SGD (training-mode SN: learned IN/LN/BN mixing and statistics).
     Finetune(finetune::FinetuneArgs),
+    /// Benchmark eval-mode forward throughput (or the whole eval pipeline with --pipeline).
+    Bench(bench::BenchArgs),
 }
 
 fn main() {
@@ -59,6 +62,7 @@ fn main() {
         Command::Inspect(a) => inspect::run(a),
         Command::Export(a) => export::run(a),
         Command::Finetune(a) => finetune::run(a),
+        Command::Bench(a) => bench::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -167,3 +167,21 @@ fn unreadable_images_are_named_errors() {
     // Usage errors exit with 2.
     assert_eq!(snzoo(&["classify", "-w", s(&w)]).status.code(), Some(2));
 }
+
+#[test]
+fn bench_reports_throughput_as_json() {
+    let w = fixture("models/tiny-resnet50v1-sn.pth");
+    for extra in [&[][..], &["--reference-sn"][..]] {
+        let mut args = vec!["bench", "-w", s(&w), "--batch-size", "2", "--seconds", "0.1", "--json"];
+        args.extend_from_slice(extra);
+        let j: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+        assert!(j["images_per_second"].as_f64().unwrap() > 0.0);
+        assert_eq!(j["batch_size"], 2);
+        assert_eq!(j["arch"], "resnet50v1-sn-w4");
+        assert!(j["ms_per_batch"]["median"].as_f64().unwrap() > 0.0);
+        assert!(j["batches"].as_u64().unwrap() >= 3);
+    }
+    let j: serde_json::Value =
+        serde_json::from_str(&ok(&["bench", "-w", s(&w), "--pipeline", "--data", s(&fixture("evalset")), "--json"])).unwrap();
+    assert_eq!(j["images"], 8);
+}

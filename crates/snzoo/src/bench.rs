@@ -1,0 +1,144 @@
+//! `snzoo bench`: eval-mode forward throughput (or the whole eval pipeline) after a warm-up.
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use snzoo_model::ResNetSn;
+
+use crate::zoo::resolve_weights;
+
+#[derive(Debug, clap::Args)]
+pub struct BenchArgs {
+    /// A model name from `snzoo list` (downloaded if needed) or a weights file.
+    #[arg(value_name = "MODEL", required_unless_present = "weights", conflicts_with = "weights")]
+    pub model: Option<PathBuf>,
+    /// Weights file (`.safetensors` or `.pth`), instead of MODEL.
+    #[arg(long, short = 'w')]
+    pub weights: Option<PathBuf>,
+    #[arg(long, default_value_t = 16)]
+    pub batch_size: usize,
+    /// Measure for at least this long (after one warm-up batch; at least 3 batches).
+    #[arg(long, default_value_t = 10.0)]
+    pub seconds: f64,
+    /// Threads (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Compute type of weights and activations.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
+    pub dtype: String,
+    /// SN layers through the plain candle operations instead of the fused kernel (the baseline).
+    #[arg(long)]
+    pub reference_sn: bool,
+    /// Print `{"images_per_second", "batch_size", "threads", "dtype", "arch", "ms_per_batch": {"median", "min", "max"}, ...}`.
+    #[arg(long)]
+    pub json: bool,
+    /// Measure read + decode + preprocess + forward over the images of --data instead.
+    #[arg(long, requires = "data")]
+    pub pipeline: bool,
+    /// Images for --pipeline (any layout `snzoo eval` reads).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+}
+
+/// Peak resident memory of this process (Linux `VmHWM`), in bytes.
+fn peak_rss() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kb: u64 = s.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+pub fn run(args: &BenchArgs) -> Result<()> {
+    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
+    let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+    let spec = args.model.clone().or_else(|| args.weights.clone()).expect("clap requires one");
+    let (path, _) = resolve_weights(&spec, args.json)?;
+    if args.pipeline {
+        return pipeline(args, &path, threads);
+    }
+    if args.batch_size == 0 {
+        bail!("--batch-size must be positive");
+    }
+    let dtype = match args.dtype.as_str() {
+        "bf16" => DType::BF16,
+        "f16" => DType::F16,
+        _ => DType::F32,
+    };
+    let device = Device::Cpu;
+    let (config, tensors) = crate::weights::load_tensors(&path, &device)?;
+    let model = ResNetSn::new(&config, VarBuilder::from_tensors(tensors, dtype, &device))?;
+    let x = Tensor::randn(0f32, 1.0, (args.batch_size, 3, 224, 224), &device)?.to_dtype(dtype)?;
+    let forward = || -> Result<()> {
+        let y = if args.reference_sn { model.forward_reference(&x)? } else { model.forward(&x)? };
+        let _ = y.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        Ok(())
+    };
+    forward().context("warm-up forward failed")?;
+    let mut times = Vec::new();
+    let start = Instant::now();
+    while times.len() < 3 || start.elapsed() < Duration::from_secs_f64(args.seconds) {
+        let t = Instant::now();
+        forward()?;
+        times.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let total: f64 = times.iter().sum();
+    let mut sorted = times.clone();
+    sorted.sort_by(f64::total_cmp);
+    let ips = (times.len() * args.batch_size) as f64 / (total / 1000.0);
+    let out = serde_json::json!({
+        "images_per_second": ips,
+        "batch_size": args.batch_size,
+        "threads": threads,
+        "dtype": args.dtype,
+        "arch": config.arch_name(),
+        "sn_kernel": if args.reference_sn { "plain candle ops" } else { "fused" },
+        "batches": times.len(),
+        "ms_per_batch": {"median": sorted[sorted.len() / 2], "min": sorted[0], "max": sorted[sorted.len() - 1]},
+        "peak_rss_bytes": peak_rss(),
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "{} batch {} {} {} threads: {ips:.2} images/s (median {:.1} ms/batch over {} batches; peak RSS {:.0} MB)",
+            config.arch_name(),
+            args.batch_size,
+            args.dtype,
+            threads,
+            sorted[sorted.len() / 2],
+            times.len(),
+            peak_rss().unwrap_or(0) as f64 / 1e6
+        );
+    }
+    Ok(())
+}
+
+fn pipeline(args: &BenchArgs, weights: &std::path::Path, threads: usize) -> Result<()> {
+    let data = args.data.as_ref().expect("clap requires --data");
+    let exe = std::env::current_exe()?;
+    let out = std::process::Command::new(exe)
+        .args(["eval", "--weights"])
+        .arg(weights)
+        .arg("--data")
+        .arg(data)
+        .args(["--batch-size", &args.batch_size.to_string(), "--threads", &threads.to_string(), "--json", "--quiet"])
+        .output()
+        .context("cannot run snzoo eval")?;
+    if !out.status.success() {
+        bail!("snzoo eval failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let res = serde_json::json!({
+        "images_per_second": r["images_per_second"], "batch_size": args.batch_size, "threads": threads,
+        "dtype": "f32", "arch": r["weights"]["arch"], "images": r["images"], "stage_seconds": r["stage_seconds"],
+        "wall_seconds": r["wall_seconds"],
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&res)?);
+    } else {
+        println!("pipeline: {:.2} images/s over {} images ({})", res["images_per_second"].as_f64().unwrap_or(0.0), res["images"], res["stage_seconds"]);
+    }
+    Ok(())
+}
