@@ -12,12 +12,8 @@ use crate::zoo::resolve_weights;
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
-    /// A model name from `snzoo list` (downloaded if needed) or a weights file.
-    #[arg(value_name = "MODEL", required_unless_present = "weights", conflicts_with = "weights")]
-    pub model: Option<PathBuf>,
-    /// Weights file (`.safetensors` or `.pth`), instead of MODEL.
-    #[arg(long, short = 'w')]
-    pub weights: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: crate::zoo::ModelArg,
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
     /// Measure for at least this long (after one warm-up batch; at least 3 batches).
@@ -53,7 +49,7 @@ fn peak_rss() -> Option<u64> {
 pub fn run(args: &BenchArgs) -> Result<()> {
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
-    let spec = args.model.clone().or_else(|| args.weights.clone()).expect("clap requires one");
+    let spec = args.model.spec();
     let (path, _) = resolve_weights(&spec, args.json)?;
     if args.pipeline {
         return pipeline(args, &path, threads);

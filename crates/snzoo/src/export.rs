@@ -12,12 +12,8 @@ use crate::zoo::resolve_weights;
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
-    /// A model name from `snzoo list` (downloaded if needed) or a weights file.
-    #[arg(value_name = "MODEL", required_unless_present = "weights", conflicts_with = "weights")]
-    pub model: Option<PathBuf>,
-    /// Weights file (`.safetensors` or `.pth`), instead of MODEL.
-    #[arg(long, short = 'w')]
-    pub weights: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: crate::zoo::ModelArg,
     /// The folder to write (created if needed; files in it are replaced atomically).
     #[arg(long, value_name = "DIR")]
     pub hf: PathBuf,
@@ -108,7 +104,7 @@ fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
 }
 
 pub fn run(args: &ExportArgs) -> Result<()> {
-    let spec = args.model.clone().or_else(|| args.weights.clone()).expect("clap requires one");
+    let spec = args.model.spec();
     let (path, card) = resolve_weights(&spec, false)?;
     // A .pth is converted; a .safetensors is copied as it is (its metadata holds the architecture).
     let loaded = crate::weights::load_model(&path, &candle_core::Device::Cpu)?;

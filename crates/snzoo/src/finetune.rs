@@ -15,12 +15,8 @@ use crate::zoo::resolve_weights;
 
 #[derive(Debug, clap::Args)]
 pub struct FinetuneArgs {
-    /// A model name from `snzoo list` (downloaded if needed) or a weights file.
-    #[arg(value_name = "MODEL", required_unless_present = "weights", conflicts_with = "weights")]
-    pub model: Option<PathBuf>,
-    /// Weights file (`.safetensors` or `.pth`), instead of MODEL.
-    #[arg(long, short = 'w')]
-    pub weights: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: crate::zoo::ModelArg,
     /// Training images: ImageFolder (`DIR/<wnid>/*`) or the root of a --labels list file.
     #[arg(long)]
     pub data: PathBuf,
@@ -114,7 +110,7 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
     let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
     let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
     let device = Device::Cpu;
-    let spec = args.model.clone().or_else(|| args.weights.clone()).expect("clap requires one");
+    let spec = args.model.spec();
     let (path, card) = resolve_weights(&spec, args.quiet)?;
     let (mut config, tensors) = crate::weights::load_tensors(&path, &device)?;
     if config.norm != snzoo_model::NormKind::Switchable {

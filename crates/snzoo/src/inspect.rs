@@ -11,12 +11,8 @@ use crate::zoo::resolve_weights;
 
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
-    /// A model name from `snzoo list` (downloaded if needed) or a weights file.
-    #[arg(value_name = "MODEL", required_unless_present = "weights", conflicts_with = "weights")]
-    pub model: Option<PathBuf>,
-    /// Weights file (`.safetensors` or `.pth`), instead of MODEL.
-    #[arg(long, short = 'w')]
-    pub weights: Option<PathBuf>,
+    #[command(flatten)]
+    pub model: crate::zoo::ModelArg,
     /// Print JSON: [{"layer", "mean": [in, ln, bn], "var": [in, ln, bn]}, ...] (two entries without BN).
     #[arg(long)]
     pub json: bool,
@@ -105,7 +101,7 @@ fn png(svg: &str) -> Result<Vec<u8>> {
 }
 
 pub fn run(args: &InspectArgs) -> Result<()> {
-    let spec = args.model.clone().or_else(|| args.weights.clone()).expect("clap requires one");
+    let spec = args.model.spec();
     let (path, card) = resolve_weights(&spec, args.json)?;
     let loaded = load_model(&path, &Device::Cpu)?;
     let layers: Vec<LayerImportance> = loaded

@@ -10,6 +10,24 @@ use snzoo_zoo::{card, cards, ModelCard, Store};
 
 use crate::convert::convert_checkpoint;
 
+/// `MODEL` or `--weights W`: a model name from `snzoo list` or a weights file.
+#[derive(Debug, clap::Args)]
+pub struct ModelArg {
+    /// A model name from `snzoo list` (downloaded if needed) or a weights file.
+    #[arg(value_name = "MODEL", required_unless_present = "weights", conflicts_with = "weights")]
+    pub model: Option<PathBuf>,
+    /// Weights file (`.safetensors` or `.pth`), instead of MODEL.
+    #[arg(long, short = 'w')]
+    pub weights: Option<PathBuf>,
+}
+
+impl ModelArg {
+    /// The name or path given.
+    pub fn spec(&self) -> PathBuf {
+        self.model.clone().or_else(|| self.weights.clone()).expect("clap requires MODEL or --weights")
+    }
+}
+
 #[derive(Debug, clap::Args)]
 pub struct ListArgs {
     /// Print a JSON array (name, arch, top1, top5, using_bn, loadable, local state, last results).

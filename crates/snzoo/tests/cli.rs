@@ -1,27 +1,11 @@
 //! The `snzoo` binary end to end: convert, classify, and its behaviour on bad input.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use snzoo_convert::npy::read_npy_f32;
 
-fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures").join(rel)
-}
-
-fn snzoo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_snzoo")).args(args).output().expect("run snzoo")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = snzoo(args);
-    assert!(out.status.success(), "snzoo {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod common;
+use common::{fixture, ok, s, snzoo};
 
 fn metadata(path: &Path) -> std::collections::HashMap<String, String> {
     let bytes = std::fs::read(path).unwrap();

@@ -3,28 +3,13 @@
 //! top-5 are known without running snzoo.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use snzoo_eval::Report;
 
-fn fixture(rel: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures").join(rel)
-}
-
-fn snzoo(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_snzoo")).args(args).output().expect("run snzoo")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = snzoo(args);
-    assert!(out.status.success(), "snzoo {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
-}
+mod common;
+use common::{fixture, ok, s, snzoo};
 
 fn weights() -> PathBuf {
     fixture("models/tiny-resnet50v1-sn.pth")
