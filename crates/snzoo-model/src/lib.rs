@@ -13,6 +13,7 @@
 //! This crate knows nothing of files or downloads: give it a `VarBuilder` or tensors.
 
 pub mod config;
+pub mod conv;
 pub mod fused;
 pub mod resnet;
 pub mod switch_norm;

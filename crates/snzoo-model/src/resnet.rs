@@ -74,25 +74,43 @@ impl Norm {
     }
 }
 
-fn conv(vb: VarBuilder, c_in: usize, c_out: usize, k: usize, stride: usize) -> Result<Conv2d> {
+/// A convolution: candle's (differentiable) in training and off the CPU, the im2col kernel of
+/// [`crate::conv`] for f32 inference on the CPU.
+#[derive(Debug, Clone)]
+struct Conv {
+    inner: Conv2d,
+    op: crate::conv::Conv2dIm2col,
+}
+
+impl Conv {
+    fn forward(&self, x: &Tensor, mode: &Mode) -> Result<Tensor> {
+        let w = self.inner.weight();
+        if !mode.train && !mode.reference && x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && w.dtype() == candle_core::DType::F32 {
+            return x.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &self.op);
+        }
+        self.inner.forward(x)
+    }
+}
+
+fn conv(vb: VarBuilder, c_in: usize, c_out: usize, k: usize, stride: usize) -> Result<Conv> {
     let cfg = Conv2dConfig { padding: k / 2, stride, dilation: 1, groups: 1, cudnn_fwd_algo: None };
-    conv2d_no_bias(c_in, c_out, k, cfg, vb)
+    Ok(Conv { inner: conv2d_no_bias(c_in, c_out, k, cfg, vb)?, op: crate::conv::Conv2dIm2col { stride, padding: k / 2 } })
 }
 
 #[derive(Debug, Clone)]
 enum Shortcut {
     Identity,
     /// v1: 1×1 conv + normalization.
-    ConvSn(Conv2d, Norm),
+    ConvSn(Conv, Norm),
     /// v2: bare 1×1 conv on the pre-activated input.
-    Conv(Conv2d),
+    Conv(Conv),
 }
 
 /// One residual block (basic or bottleneck, v1 or v2): `convs[i]` pairs with `sns[i]`.
 #[derive(Debug, Clone)]
 struct Block {
     version: Version,
-    convs: Vec<Conv2d>,
+    convs: Vec<Conv>,
     sns: Vec<Norm>,
     shortcut: Shortcut,
 }
@@ -133,13 +151,13 @@ impl Block {
                 let last = self.convs.len() - 1;
                 let mut out = x.clone();
                 for (i, (conv, sn)) in self.convs.iter().zip(&self.sns).enumerate() {
-                    let y = conv.forward(&out)?;
+                    let y = conv.forward(&out, mode)?;
                     out = if i != last { sn.forward_relu(&y, mode)? } else { sn.forward(&y, mode)? };
                 }
                 let residual = match &self.shortcut {
                     Shortcut::Identity => x.clone(),
-                    Shortcut::ConvSn(c, sn) => sn.forward(&c.forward(x)?, mode)?,
-                    Shortcut::Conv(c) => c.forward(x)?,
+                    Shortcut::ConvSn(c, sn) => sn.forward(&c.forward(x, mode)?, mode)?,
+                    Shortcut::Conv(c) => c.forward(x, mode)?,
                 };
                 (out + residual)?.relu()
             }
@@ -147,12 +165,12 @@ impl Block {
                 let pre = self.sns[0].forward_relu(x, mode)?;
                 let residual = match &self.shortcut {
                     Shortcut::Identity => x.clone(),
-                    Shortcut::Conv(c) => c.forward(&pre)?,
-                    Shortcut::ConvSn(c, sn) => sn.forward(&c.forward(&pre)?, mode)?,
+                    Shortcut::Conv(c) => c.forward(&pre, mode)?,
+                    Shortcut::ConvSn(c, sn) => sn.forward(&c.forward(&pre, mode)?, mode)?,
                 };
-                let mut out = self.convs[0].forward(&pre)?;
+                let mut out = self.convs[0].forward(&pre, mode)?;
                 for (conv, sn) in self.convs[1..].iter().zip(&self.sns[1..]) {
-                    out = conv.forward(&sn.forward_relu(&out, mode)?)?;
+                    out = conv.forward(&sn.forward_relu(&out, mode)?, mode)?;
                 }
                 out + residual
             }
@@ -185,7 +203,7 @@ fn max_pool_3x3_s2_differentiable(x: &Tensor) -> Result<Tensor> {
 #[derive(Debug, Clone)]
 pub struct ResNetSn {
     config: ResNetSnConfig,
-    conv1: Conv2d,
+    conv1: Conv,
     sn1: Norm,
     /// `layer1` .. `layer4`.
     layers: Vec<Vec<Block>>,
@@ -254,7 +272,7 @@ impl ResNetSn {
     }
 
     fn features_mode(&self, x: &Tensor, mode: &mut Mode) -> Result<Tensor> {
-        let x = self.sn1.forward_relu(&self.conv1.forward(x)?, mode)?;
+        let x = self.sn1.forward_relu(&self.conv1.forward(x, mode)?, mode)?;
         // 3×3/2 max-pool with padding 1. Its input is non-negative (after a ReLU), so zero padding
         // gives exactly what PyTorch's -inf padding gives.
         let mut x = if mode.train { max_pool_3x3_s2_differentiable(&x)? } else { x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?.max_pool2d_with_stride(3, 2)? };

@@ -1,0 +1,81 @@
+//! An inference convolution for the CPU: im2col straight from NCHW into a [C_in·k·k, H_out·W_out]
+//! matrix (rows filled in parallel), then one GEMM per image with the weights in their stored
+//! [C_out, C_in·k·k] layout — no NHWC transposition and no weight repacking per call, unlike
+//! candle's generic CPU path. 1×1 stride-1 convolutions multiply the input directly.
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape};
+use rayon::prelude::*;
+
+/// Square-kernel 2-d convolution without bias (the ResNet convolutions).
+#[derive(Debug, Clone, Copy)]
+pub struct Conv2dIm2col {
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl CustomOp2 for Conv2dIm2col {
+    fn name(&self) -> &'static str {
+        "conv2d-im2col-nchw"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c_in, h, w) = l1.shape().dims4()?;
+        let (c_out, c_in_k, kh, kw) = l2.shape().dims4()?;
+        if c_in != c_in_k || kh != kw {
+            candle_core::bail!("conv2d-im2col-nchw: input {:?} and kernel {:?} do not fit", l1.shape(), l2.shape());
+        }
+        let (x, k) = match (s1, s2, l1.contiguous_offsets(), l2.contiguous_offsets()) {
+            (CpuStorage::F32(x), CpuStorage::F32(k), Some((a, b)), Some((c, d))) => (&x[a..b], &k[c..d]),
+            _ => candle_core::bail!("conv2d-im2col-nchw needs contiguous f32 input and kernel"),
+        };
+        let (s, p) = (self.stride, self.padding);
+        if h + 2 * p < kh || w + 2 * p < kw {
+            candle_core::bail!("conv2d-im2col-nchw: kernel larger than the padded input");
+        }
+        let (ho, wo) = ((h + 2 * p - kh) / s + 1, (w + 2 * p - kw) / s + 1);
+        let (kk, hwo) = (c_in * kh * kw, ho * wo);
+        let mut out = vec![0f32; n * c_out * hwo];
+        let direct = kh == 1 && s == 1 && p == 0;
+        let mut col = if direct { Vec::new() } else { vec![0f32; kk * hwo] };
+        for img in 0..n {
+            let xi = &x[img * c_in * h * w..(img + 1) * c_in * h * w];
+            let rhs: &[f32] = if direct {
+                xi
+            } else {
+                col.par_chunks_mut(hwo).enumerate().for_each(|(r, row)| {
+                    let (ci, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
+                    let plane = &xi[ci * h * w..(ci + 1) * h * w];
+                    for oy in 0..ho {
+                        let dst = &mut row[oy * wo..(oy + 1) * wo];
+                        let iy = (oy * s + ky) as isize - p as isize;
+                        if iy < 0 || iy >= h as isize {
+                            dst.fill(0.0);
+                            continue;
+                        }
+                        let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                        for (ox, d) in dst.iter_mut().enumerate() {
+                            let ix = (ox * s + kx) as isize - p as isize;
+                            *d = if ix < 0 || ix >= w as isize { 0.0 } else { src[ix as usize] };
+                        }
+                    }
+                });
+                &col
+            };
+            let dst = &mut out[img * c_out * hwo..(img + 1) * c_out * hwo];
+            let threads = rayon::current_num_threads();
+            let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+            // SAFETY: the three buffers are live, disjoint, and hold m×k, k×n and m×n row-major
+            // f32 matrices as described by the strides below.
+            unsafe {
+                gemm::gemm(
+                    c_out, hwo, kk,
+                    dst.as_mut_ptr(), 1, hwo as isize, false,
+                    k.as_ptr(), 1, kk as isize,
+                    rhs.as_ptr(), 1, hwo as isize,
+                    0.0f32, 1.0f32, false, false, false, par,
+                );
+            }
+        }
+        Ok((CpuStorage::F32(out), Shape::from((n, c_out, ho, wo))))
+    }
+}
