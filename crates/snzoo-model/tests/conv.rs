@@ -1,0 +1,28 @@
+//! The im2col inference convolution against candle's own conv2d.
+
+use candle_core::{Device, Tensor};
+use snzoo_model::conv::Conv2dIm2col;
+
+#[test]
+fn im2col_convolution_matches_candle() {
+    let dev = Device::Cpu;
+    // (batch, c_in, c_out, h, w, kernel, stride, padding): the ResNet shapes and odd ones.
+    let cases = [
+        (2, 3, 8, 33, 29, 7, 2, 3),
+        (1, 16, 16, 14, 14, 3, 1, 1),
+        (3, 16, 32, 15, 15, 3, 2, 1),
+        (2, 32, 64, 9, 7, 1, 2, 0),
+        (2, 8, 24, 10, 10, 1, 1, 0),
+        (1, 4, 4, 2, 2, 3, 1, 1),
+    ];
+    for (n, ci, co, h, w, k, s, p) in cases {
+        let x = Tensor::randn(0f32, 1.0, (n, ci, h, w), &dev).unwrap();
+        let wt = Tensor::randn(0f32, 0.2, (co, ci, k, k), &dev).unwrap();
+        let want = x.conv2d(&wt, p, s, 1, 1).unwrap();
+        let got = x.apply_op2_no_bwd(&wt, &Conv2dIm2col { stride: s, padding: p }).unwrap();
+        assert_eq!(got.dims(), want.dims(), "{:?}", (n, ci, co, h, w, k, s, p));
+        let diff = (&got - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff / scale <= 1e-5, "{:?}: {}", (n, ci, co, h, w, k, s, p), diff / scale);
+    }
+}
