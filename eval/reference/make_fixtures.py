@@ -59,6 +59,11 @@ MODELS = [
 WIDTH = 4
 
 
+def tiny_default_model():
+    """The bundled default: a width-4 ResNet-50 v1 + SN with the 1000 ImageNet classes."""
+    return randomize(build('v1', 50, width=4, num_classes=1000, using_bn=True), seed=7).eval()
+
+
 def make_models():
     out = os.path.join(ROOT, 'models')
     os.makedirs(out, exist_ok=True)
@@ -97,7 +102,7 @@ def make_models():
 
     # The bundled default: a tiny ResNet-50 v1 + SN with the 1000 ImageNet classes, saved like the
     # release (legacy format, training dict, DataParallel prefix).
-    model = randomize(build('v1', 50, width=4, num_classes=1000, using_bn=True), seed=7).eval()
+    model = tiny_default_model()
     torch.save(training_dict(model, 'resnet50v1_sn', prefixed(model.state_dict()), optimizer=False),
                os.path.join(out, 'tiny-resnet50v1-sn.pth'), _use_new_zipfile_serialization=False)
 
@@ -246,16 +251,6 @@ def make_photos(photos):
         EVAL(img).save(os.path.join(out, 'expected', m['image'].rsplit('.', 1)[0] + '.crop.png'))
         # The decoded pixels before any resize: lets the tests tell decoder from resize error.
         m['decoded_sha256'] = __import__('hashlib').sha256(img.tobytes()).hexdigest()
-    # torchvision's BatchNorm ResNet-50 (its own classes, key names and forward), tiny width.
-    model = randomize_bn(build_torchvision_bn(width=WIDTH, num_classes=10), seed=200).eval()
-    with torch.no_grad():
-        logits = model(x)
-    sd = model.state_dict()
-    torch.save(sd, os.path.join(out, 'tv_r50_bn_zip.pth'))
-    save_npy(os.path.join(out, 'tv_r50_bn_zip.logits.npy'), logits.numpy())
-    manifest.append({'name': 'tv_r50_bn_zip', 'version': 'v1', 'depth': 50, 'width': WIDTH, 'using_bn': True,
-                     'format': 'zip', 'wrapped': False, 'module_prefix': False, 'num_classes': 10,
-                     'keys': len(sd), 'arch': 'resnet50v1-bn-w%d' % WIDTH})
     with open(os.path.join(out, 'manifest.json'), 'w') as f:
         json.dump(manifest, f, indent=1)
     # ToTensor + Normalize for every 8-bit value and channel: [3, 256] float32.
@@ -270,7 +265,7 @@ def make_classify(photos):
     """Expected logits of the bundled tiny model on the bundled photos, preprocessed by torchvision."""
     out = os.path.join(ROOT, 'classify')
     os.makedirs(out, exist_ok=True)
-    model = randomize(build('v1', 50, width=4, num_classes=1000, using_bn=True), seed=7).eval()
+    model = tiny_default_model()
     names = ['chelsea_420.jpg', 'coffee_444.jpg', 'rocket_gray.jpg', 'coffee_cmyk.jpg']
     x = torch.stack([NORMALIZE(EVAL(pil_loader(os.path.join(ROOT, 'images', n)))) for n in names])
     with torch.no_grad():
@@ -279,6 +274,22 @@ def make_classify(photos):
     top5 = torch.topk(logits, 5).indices.tolist()
     with open(os.path.join(out, 'expected.json'), 'w') as f:
         json.dump({'images': names, 'top5': top5}, f, indent=1)
+
+
+EVALSET = {'n02123045': ['chelsea_420.jpg', 'chelsea_small.jpg', 'chelsea_png.JPEG'],   # tabby cat
+           'n07920052': ['coffee_444.jpg', 'coffee_cmyk.jpg', 'coffee_palette.png'],    # espresso
+           'n04008634': ['rocket_gray.jpg', 'rocket_wide.jpg']}                         # projectile, missile
+
+
+def make_evalset():
+    """The bundled labelled sample set of `snzoo eval`: an ImageFolder of links to the photos."""
+    for wnid, names in EVALSET.items():
+        d = os.path.join(ROOT, 'evalset', wnid)
+        os.makedirs(d, exist_ok=True)
+        for n in names:
+            link = os.path.join(d, n)
+            if not os.path.lexists(link):
+                os.symlink(os.path.join('..', '..', 'images', n), link)
 
 
 if __name__ == '__main__':
@@ -291,4 +302,5 @@ if __name__ == '__main__':
     make_hostile()
     make_photos(a.photos)
     make_classify(a.photos)
+    make_evalset()
     print('fixtures written under', os.path.abspath(ROOT))
