@@ -45,6 +45,9 @@ impl CustomOp2 for Conv2dIm2col {
                 col.par_chunks_mut(hwo).enumerate().for_each(|(r, row)| {
                     let (ci, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
                     let plane = &xi[ci * h * w..(ci + 1) * h * w];
+                    // Output columns whose input column ix = ox·s + kx − p lies inside the image.
+                    let lo = (p.saturating_sub(kx)).div_ceil(s).min(wo);
+                    let hi = if w + p > kx { ((w + p - kx - 1) / s + 1).min(wo) } else { 0 }.max(lo);
                     for oy in 0..ho {
                         let dst = &mut row[oy * wo..(oy + 1) * wo];
                         let iy = (oy * s + ky) as isize - p as isize;
@@ -53,9 +56,18 @@ impl CustomOp2 for Conv2dIm2col {
                             continue;
                         }
                         let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-                        for (ox, d) in dst.iter_mut().enumerate() {
-                            let ix = (ox * s + kx) as isize - p as isize;
-                            *d = if ix < 0 || ix >= w as isize { 0.0 } else { src[ix as usize] };
+                        dst[..lo].fill(0.0);
+                        dst[hi..].fill(0.0);
+                        if hi == lo {
+                            continue;
+                        }
+                        let first = lo * s + kx - p;
+                        if s == 1 {
+                            dst[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
+                        } else {
+                            for (d, &v) in dst[lo..hi].iter_mut().zip(src[first..].iter().step_by(s)) {
+                                *d = v;
+                            }
                         }
                     }
                 });
