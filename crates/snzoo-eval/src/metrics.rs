@@ -145,6 +145,8 @@ mod tests {
     #[test]
     fn ranking_and_loss() {
         assert_eq!(top_k(&[0.1, 3.0, -1.0, 3.0, 2.0, 0.0], 5), vec![1, 3, 4, 0, 5]);
+        assert_eq!(top_k(&[0.1, 3.0, -1.0, 3.0, 2.0], 3), vec![1, 3, 4]);
+        assert_eq!(top_k(&[1.0], 5), vec![0]);
         let l = cross_entropy(&[0.0, 0.0], 1);
         assert!((l - std::f64::consts::LN_2).abs() < 1e-12);
         assert!(cross_entropy(&[1000.0, -1000.0], 0).abs() < 1e-12);

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use candle_core::{Device, Tensor};
 use snzoo_convert::{npy::npy_f32_bytes, write_atomically};
+use snzoo_eval::metrics::top_k;
 use snzoo_preprocess::EvalTransform;
 
 use crate::weights::load_model;
@@ -46,14 +47,6 @@ pub struct Prediction {
     pub label: Option<&'static str>,
     pub prob: f32,
     pub logit: f32,
-}
-
-/// Indices of the `k` largest values, largest first; ties keep the lower index first.
-pub fn top_k(values: &[f32], k: usize) -> Vec<usize> {
-    let mut idx: Vec<usize> = (0..values.len()).collect();
-    idx.sort_by(|&a, &b| values[b].total_cmp(&values[a]).then(a.cmp(&b)));
-    idx.truncate(k);
-    idx
 }
 
 /// Softmax of one row of logits, in f32 with the maximum subtracted (as torch).
@@ -136,12 +129,6 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn top_k_orders_by_value_then_index() {
-        assert_eq!(top_k(&[0.1, 3.0, -1.0, 3.0, 2.0], 3), vec![1, 3, 4]);
-        assert_eq!(top_k(&[1.0], 5), vec![0]);
-    }
 
     #[test]
     fn softmax_sums_to_one_and_survives_large_logits() {

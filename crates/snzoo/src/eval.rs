@@ -262,6 +262,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     if selection.is_empty() {
         bail!("--limit/--shard select no images of {}", data.display());
     }
+    let fingerprint = dataset.fingerprint();
     let root = std::fs::canonicalize(&dataset.root).unwrap_or_else(|_| dataset.root.clone());
     let selection_key = format!(
         "limit={};shard={}",
@@ -279,7 +280,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
         let header = JournalHeader {
             snzoo_journal: 1,
             weights_sha256: sha256.clone(),
-            dataset_fingerprint: dataset.fingerprint(),
+            dataset_fingerprint: fingerprint.clone(),
             dataset_root: root.display().to_string(),
             selection: selection_key,
             preprocess: serde_json::to_value(&preprocess)?,
@@ -359,7 +360,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
                 snzoo_eval::dataset::LabelSource::Devkit(p) => format!("devkit {}", p.display()),
             },
             count: dataset.samples.len(),
-            fingerprint: dataset.fingerprint(),
+            fingerprint,
             selected: selection.len(),
             limit: args.limit,
             shard: args.shard,
