@@ -37,12 +37,15 @@ impl CustomOp2 for Conv2dIm2col {
         let mut out = vec![0f32; n * c_out * hwo];
         let direct = kh == 1 && s == 1 && p == 0;
         let mut col = if direct { Vec::new() } else { vec![0f32; kk * hwo] };
+        let serial = crate::parallel::is_serial();
+        let threads = if serial { 1 } else { rayon::current_num_threads() };
+        let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
         for img in 0..n {
             let xi = &x[img * c_in * h * w..(img + 1) * c_in * h * w];
             let rhs: &[f32] = if direct {
                 xi
             } else {
-                col.par_chunks_mut(hwo).enumerate().for_each(|(r, row)| {
+                let fill_row = |(r, row): (usize, &mut [f32])| {
                     let (ci, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
                     let plane = &xi[ci * h * w..(ci + 1) * h * w];
                     // Output columns whose input column ix = ox·s + kx − p lies inside the image.
@@ -70,12 +73,15 @@ impl CustomOp2 for Conv2dIm2col {
                             }
                         }
                     }
-                });
+                };
+                if serial {
+                    col.chunks_mut(hwo).enumerate().for_each(fill_row);
+                } else {
+                    col.par_chunks_mut(hwo).enumerate().for_each(fill_row);
+                }
                 &col
             };
             let dst = &mut out[img * c_out * hwo..(img + 1) * c_out * hwo];
-            let threads = rayon::current_num_threads();
-            let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
             // SAFETY: the three buffers are live, disjoint, and hold m×k, k×n and m×n row-major
             // f32 matrices as described by the strides below.
             unsafe {

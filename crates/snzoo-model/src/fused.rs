@@ -44,7 +44,7 @@ impl SwitchNormInference {
         // Instance moments per (n, c), accumulated in f64: mean and unbiased variance.
         // Small planes (e.g. 7×7) would make one rayon task per channel: group them. Small
         // tensors (batch 1) run on the calling thread: waking the pool costs more than it saves.
-        let min_len = if x.len() < PARALLEL_MIN_ELEMENTS { x.len() } else { (16 * 1024 / hw).max(1) };
+        let min_len = if x.len() < PARALLEL_MIN_ELEMENTS || crate::parallel::is_serial() { x.len() } else { (16 * 1024 / hw).max(1) };
         let moments: Vec<(f64, f64)> = x
             .par_chunks(hw)
             .with_min_len(min_len)

@@ -14,7 +14,9 @@
 
 pub mod config;
 pub mod conv;
+pub mod elementwise;
 pub mod fused;
+pub mod parallel;
 pub mod resnet;
 pub mod switch_norm;
 pub mod train;

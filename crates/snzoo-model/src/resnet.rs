@@ -12,6 +12,7 @@
 //! and also works at other sizes. Dropout before `fc` exists only in training.
 
 use candle_core::{Module, ModuleT, Result, Tensor};
+use rayon::prelude::*;
 use candle_nn::{batch_norm, conv2d_no_bias, linear, BatchNorm, BatchNormConfig, Conv2d, Conv2dConfig, Linear, VarBuilder};
 
 use crate::config::{BlockKind, NormKind, ResNetSnConfig, Version};
@@ -74,6 +75,26 @@ impl Norm {
     }
 }
 
+impl Mode {
+    /// Whether `x` goes through this crate's CPU inference kernels.
+    fn kernels(&self, x: &Tensor) -> bool {
+        !self.train && !self.reference && x.device().is_cpu() && x.dtype() == candle_core::DType::F32
+    }
+
+    /// The end of a residual block: `out + shortcut`, then ReLU when `relu`.
+    fn residual(&self, out: &Tensor, shortcut: &Tensor, relu: bool) -> Result<Tensor> {
+        if self.kernels(out) && shortcut.dtype() == out.dtype() {
+            return out.contiguous()?.apply_op2_no_bwd(&shortcut.contiguous()?, &crate::elementwise::ResidualAdd { relu });
+        }
+        let sum = (out + shortcut)?;
+        if relu {
+            sum.relu()
+        } else {
+            Ok(sum)
+        }
+    }
+}
+
 /// A convolution: candle's (differentiable) in training and off the CPU, the im2col kernel of
 /// [`crate::conv`] for f32 inference on the CPU.
 #[derive(Debug, Clone)]
@@ -85,7 +106,7 @@ struct Conv {
 impl Conv {
     fn forward(&self, x: &Tensor, mode: &Mode) -> Result<Tensor> {
         let w = self.inner.weight();
-        if !mode.train && !mode.reference && x.device().is_cpu() && x.dtype() == candle_core::DType::F32 && w.dtype() == candle_core::DType::F32 {
+        if mode.kernels(x) && w.dtype() == candle_core::DType::F32 {
             return x.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &self.op);
         }
         self.inner.forward(x)
@@ -159,7 +180,7 @@ impl Block {
                     Shortcut::ConvSn(c, sn) => sn.forward(&c.forward(x, mode)?, mode)?,
                     Shortcut::Conv(c) => c.forward(x, mode)?,
                 };
-                (out + residual)?.relu()
+                mode.residual(&out, &residual, true)
             }
             Version::V2 => {
                 let pre = self.sns[0].forward_relu(x, mode)?;
@@ -172,7 +193,7 @@ impl Block {
                 for (conv, sn) in self.convs[1..].iter().zip(&self.sns[1..]) {
                     out = conv.forward(&sn.forward_relu(&out, mode)?, mode)?;
                 }
-                out + residual
+                mode.residual(&out, &residual, false)
             }
         }
     }
@@ -268,14 +289,38 @@ impl ResNetSn {
 
     /// The pooled features (N, feature_dim) before the classifier.
     pub fn features(&self, x: &Tensor) -> Result<Tensor> {
-        self.features_mode(x, &mut Mode::default())
+        self.per_sample(x, |xi| self.features_mode(xi, &mut Mode::default()))
+    }
+
+    /// Inference on the CPU with several threads and images: one rayon task per image, each
+    /// through the whole network on one thread (see [`crate::parallel`]); the results are the
+    /// same as a batched forward, since inference treats every sample on its own. Otherwise (one
+    /// image, one thread, another device) `f` runs on the whole batch and every kernel spreads
+    /// over the pool.
+    fn per_sample(&self, x: &Tensor, f: impl Fn(&Tensor) -> Result<Tensor> + Sync) -> Result<Tensor> {
+        let n = x.dim(0)?;
+        if n < 2 || !x.device().is_cpu() || rayon::current_num_threads() < 2 || crate::parallel::is_serial() {
+            return f(x);
+        }
+        let x = x.contiguous()?;
+        let parts = (0..n)
+            .into_par_iter()
+            .map(|i| crate::parallel::serially(|| f(&x.narrow(0, i, 1)?)))
+            .collect::<Result<Vec<_>>>()?;
+        Tensor::cat(&parts, 0)
     }
 
     fn features_mode(&self, x: &Tensor, mode: &mut Mode) -> Result<Tensor> {
         let x = self.sn1.forward_relu(&self.conv1.forward(x, mode)?, mode)?;
         // 3×3/2 max-pool with padding 1. Its input is non-negative (after a ReLU), so zero padding
         // gives exactly what PyTorch's -inf padding gives.
-        let mut x = if mode.train { max_pool_3x3_s2_differentiable(&x)? } else { x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?.max_pool2d_with_stride(3, 2)? };
+        let mut x = if mode.train {
+            max_pool_3x3_s2_differentiable(&x)?
+        } else if mode.kernels(&x) {
+            x.contiguous()?.apply_op1_no_bwd(&crate::elementwise::MaxPool3x3S2)?
+        } else {
+            x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?.max_pool2d_with_stride(3, 2)?
+        };
         for blocks in &self.layers {
             for block in blocks {
                 x = block.forward(&x, mode)?;
@@ -289,7 +334,7 @@ impl ResNetSn {
 
     /// Logits (N, num_classes) for a normalized image batch (N, 3, H, W).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.fc.forward(&self.features(x)?)
+        self.per_sample(x, |xi| self.fc.forward(&self.features_mode(xi, &mut Mode::default())?))
     }
 
     /// [`forward`](Self::forward) with every SN layer through the plain candle operations

@@ -57,3 +57,32 @@ fn a_one_pixel_feature_map_is_an_error_not_nan() {
     let e = model.forward(&x).unwrap_err().to_string();
     assert!(e.contains("at least 2 spatial positions"), "{e}");
 }
+
+/// The image-per-thread schedule (several threads, several images), the whole batch through
+/// kernels that spread over one thread, and the plain candle operations give the same logits.
+#[test]
+fn every_schedule_gives_the_same_logits() {
+    let (shape, input) = read_npy_f32(&fixture("models/input.npy")).unwrap();
+    assert!(shape[0] >= 2, "the input needs several images");
+    let x = Tensor::from_vec(input, shape, &Device::Cpu).unwrap();
+    for name in ["r50v1_bn_legacy_wrapped", "r50v2_bn_legacy_wrapped", "tv_r50_bn_zip"] {
+        let mut ck = read_torch_checkpoint(&fixture(&format!("models/{name}.pth"))).unwrap();
+        ck.tensors.retain(|(k, _)| !snzoo_model::is_training_only(k));
+        let shapes: BTreeMap<String, Vec<usize>> = ck.tensors.iter().map(|(k, t)| (k.clone(), t.shape.clone())).collect();
+        let config = ResNetSnConfig::infer(&shapes).unwrap();
+        let bytes = serialize_safetensors(&ck.tensors, &config.to_metadata()).unwrap();
+        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu).unwrap();
+        let model = ResNetSn::new(&config, vb).unwrap();
+        let run = |threads: usize, f: &(dyn Fn() -> Tensor + Sync)| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(f).flatten_all().unwrap().to_vec1::<f32>().unwrap()
+        };
+        let per_image = run(3, &|| model.forward(&x).unwrap());
+        let batched = run(1, &|| model.forward(&x).unwrap());
+        let serial = run(3, &|| snzoo_model::parallel::serially(|| model.forward(&x).unwrap()));
+        let plain = run(3, &|| model.forward_reference(&x).unwrap());
+        assert_eq!(per_image, serial, "{name}");
+        assert!(relative_error(&per_image, &batched) <= 1e-6, "{name}: {}", relative_error(&per_image, &batched));
+        assert!(relative_error(&per_image, &plain) <= 1e-5, "{name}: {}", relative_error(&per_image, &plain));
+    }
+}

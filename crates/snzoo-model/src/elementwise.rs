@@ -1,0 +1,159 @@
+//! The remaining inference operations of a ResNet on the CPU, as kernels that follow
+//! [`crate::parallel`]: the residual addition (fused with the ReLU after it in v1 blocks) and the
+//! stem's 3×3/2 max-pool. candle's own element-wise operations hand large tensors to a separate
+//! spinning thread pool, which competes with the image-per-thread schedule for the cores.
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape};
+use rayon::prelude::*;
+
+/// Elements per parallel task, and below twice this the kernels stay on the calling thread.
+const CHUNK: usize = 1 << 16;
+
+fn contiguous_f32<'a>(name: &str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+        _ => candle_core::bail!("{name} needs a contiguous f32 input"),
+    }
+}
+
+/// `a + b`, then `max(·, 0)` when `relu`: the end of a residual block.
+#[derive(Debug, Clone, Copy)]
+pub struct ResidualAdd {
+    pub relu: bool,
+}
+
+impl ResidualAdd {
+    fn run(&self, a: &[f32], b: &[f32], out: &mut [f32]) {
+        let relu = self.relu;
+        let body = |((o, a), b): ((&mut [f32], &[f32]), &[f32])| {
+            if relu {
+                for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                    *o = (a + b).max(0.0);
+                }
+            } else {
+                for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                    *o = a + b;
+                }
+            }
+        };
+        if out.len() < 2 * CHUNK || crate::parallel::is_serial() {
+            body(((out, a), b));
+        } else {
+            out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).zip(b.par_chunks(CHUNK)).for_each(body);
+        }
+    }
+}
+
+impl CustomOp2 for ResidualAdd {
+    fn name(&self) -> &'static str {
+        "residual-add"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        if l1.shape() != l2.shape() {
+            candle_core::bail!("residual-add: shapes {:?} and {:?} differ", l1.shape(), l2.shape());
+        }
+        let (a, b) = (contiguous_f32("residual-add", s1, l1)?, contiguous_f32("residual-add", s2, l2)?);
+        let mut out = vec![0f32; a.len()];
+        self.run(a, b, &mut out);
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// PyTorch's `max_pool2d(kernel 3, stride 2, padding 1)`: padded positions never win (they are
+/// −∞ in PyTorch), so every output is the maximum over the window's positions inside the image.
+#[derive(Debug, Clone, Copy)]
+pub struct MaxPool3x3S2;
+
+impl MaxPool3x3S2 {
+    /// Output size along an axis of length `n` (≥ 1).
+    fn out_len(n: usize) -> usize {
+        (n - 1) / 2 + 1
+    }
+
+    fn plane(x: &[f32], h: usize, w: usize, out: &mut [f32]) {
+        let wo = Self::out_len(w);
+        for (oy, row) in out.chunks_mut(wo).enumerate() {
+            let y0 = (2 * oy).saturating_sub(1);
+            let y1 = (2 * oy + 2).min(h);
+            for (ox, o) in row.iter_mut().enumerate() {
+                let x0 = (2 * ox).saturating_sub(1);
+                let x1 = (2 * ox + 2).min(w);
+                let mut m = f32::NEG_INFINITY;
+                for y in y0..y1 {
+                    for &v in &x[y * w + x0..y * w + x1] {
+                        // NaN propagates, as in PyTorch.
+                        if v > m || v.is_nan() {
+                            m = v;
+                        }
+                    }
+                }
+                *o = m;
+            }
+        }
+    }
+}
+
+impl CustomOp1 for MaxPool3x3S2 {
+    fn name(&self) -> &'static str {
+        "max-pool-3x3-s2-p1"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = l.shape().dims4()?;
+        if h == 0 || w == 0 {
+            candle_core::bail!("max-pool-3x3-s2-p1: empty input {:?}", l.shape());
+        }
+        let x = contiguous_f32("max-pool-3x3-s2-p1", s, l)?;
+        let (ho, wo) = (Self::out_len(h), Self::out_len(w));
+        let mut out = vec![0f32; n * c * ho * wo];
+        let planes = out.chunks_mut(ho * wo).zip(x.chunks(h * w));
+        if x.len() < 2 * CHUNK || crate::parallel::is_serial() {
+            planes.for_each(|(o, x)| Self::plane(x, h, w, o));
+        } else {
+            out.par_chunks_mut(ho * wo).zip(x.par_chunks(h * w)).for_each(|(o, x)| Self::plane(x, h, w, o));
+        }
+        Ok((CpuStorage::F32(out), Shape::from((n, c, ho, wo))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Tensor};
+
+    #[test]
+    fn residual_add_matches_candle() -> Result<()> {
+        let dev = Device::Cpu;
+        for len in [7usize, 3 * CHUNK + 5] {
+            let a = Tensor::randn(0f32, 1.0, (1, 1, 1, len), &dev)?;
+            let b = Tensor::randn(0f32, 1.0, (1, 1, 1, len), &dev)?;
+            for relu in [false, true] {
+                let got = a.apply_op2_no_bwd(&b, &ResidualAdd { relu })?;
+                let want = if relu { (&a + &b)?.relu()? } else { (&a + &b)? };
+                assert_eq!(got.flatten_all()?.to_vec1::<f32>()?, want.flatten_all()?.to_vec1::<f32>()?);
+            }
+        }
+        Ok(())
+    }
+
+    /// Against −∞ padding and candle's max-pool, odd and even sizes, negative inputs included.
+    #[test]
+    fn max_pool_matches_padded_pool() -> Result<()> {
+        let dev = Device::Cpu;
+        for (h, w) in [(112, 112), (7, 5), (1, 1), (2, 3), (9, 10)] {
+            let x = Tensor::randn(0f32, 1.0, (2, 3, h, w), &dev)?;
+            let got = x.apply_op1_no_bwd(&MaxPool3x3S2)?;
+            // Pad with a value below every input: −∞ in effect.
+            let low = x.flatten_all()?.min(0)?.to_scalar::<f32>()? - 1.0;
+            let padded = (x - low as f64)?.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
+            let want = (padded.max_pool2d_with_stride(3, 2)? + low as f64)?;
+            assert_eq!(got.dims(), want.dims(), "{h}x{w}");
+            let (g, e) = (got.flatten_all()?.to_vec1::<f32>()?, want.flatten_all()?.to_vec1::<f32>()?);
+            for (g, e) in g.iter().zip(&e) {
+                assert!((g - e).abs() < 1e-5, "{h}x{w}: {g} vs {e}");
+            }
+        }
+        Ok(())
+    }
+}
