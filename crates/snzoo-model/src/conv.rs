@@ -1,16 +1,77 @@
 //! An inference convolution for the CPU: im2col straight from NCHW into a [C_in·k·k, H_out·W_out]
-//! matrix (rows filled in parallel), then one GEMM per image with the weights in their stored
-//! [C_out, C_in·k·k] layout — no NHWC transposition and no weight repacking per call, unlike
-//! candle's generic CPU path. 1×1 stride-1 convolutions multiply the input directly.
+//! matrix, then one GEMM per image with the weights in their stored [C_out, C_in·k·k] layout — no
+//! NHWC transposition and no weight repacking per call, unlike candle's generic CPU path. 1×1
+//! stride-1 convolutions multiply the input directly. Both steps spread over the rayon pool unless
+//! the calling thread runs [`serially`](crate::parallel::serially).
+
+use std::cell::RefCell;
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape};
 use rayon::prelude::*;
+
+thread_local! {
+    /// The im2col matrix, kept between calls (every element is written before the GEMM reads it).
+    static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Square-kernel 2-d convolution without bias (the ResNet convolutions).
 #[derive(Debug, Clone, Copy)]
 pub struct Conv2dIm2col {
     pub stride: usize,
     pub padding: usize,
+}
+
+/// The geometry of one convolution.
+#[derive(Debug, Clone, Copy)]
+struct Geometry {
+    h: usize,
+    w: usize,
+    k: usize,
+    s: usize,
+    p: usize,
+    ho: usize,
+    wo: usize,
+}
+
+impl Geometry {
+    /// Fills `col` ([C_in·k·k, H_out·W_out]) from one image `xi` ([C_in, H, W]).
+    fn im2col(&self, xi: &[f32], col: &mut [f32], serial: bool) {
+        let Geometry { h, w, k, s, p, ho, wo } = *self;
+        let fill_row = |(r, row): (usize, &mut [f32])| {
+            let (ci, ky, kx) = (r / (k * k), (r / k) % k, r % k);
+            let plane = &xi[ci * h * w..(ci + 1) * h * w];
+            // Output columns whose input column ix = ox·s + kx − p lies inside the image.
+            let lo = (p.saturating_sub(kx)).div_ceil(s).min(wo);
+            let hi = if w + p > kx { ((w + p - kx - 1) / s + 1).min(wo) } else { 0 }.max(lo);
+            for oy in 0..ho {
+                let dst = &mut row[oy * wo..(oy + 1) * wo];
+                let iy = (oy * s + ky) as isize - p as isize;
+                if iy < 0 || iy >= h as isize {
+                    dst.fill(0.0);
+                    continue;
+                }
+                let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                dst[..lo].fill(0.0);
+                dst[hi..].fill(0.0);
+                if hi == lo {
+                    continue;
+                }
+                let first = lo * s + kx - p;
+                if s == 1 {
+                    dst[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
+                } else {
+                    for (d, &v) in dst[lo..hi].iter_mut().zip(src[first..].iter().step_by(s)) {
+                        *d = v;
+                    }
+                }
+            }
+        };
+        if serial {
+            col.chunks_mut(ho * wo).enumerate().for_each(fill_row);
+        } else {
+            col.par_chunks_mut(ho * wo).enumerate().for_each(fill_row);
+        }
+    }
 }
 
 impl CustomOp2 for Conv2dIm2col {
@@ -33,67 +94,39 @@ impl CustomOp2 for Conv2dIm2col {
             candle_core::bail!("conv2d-im2col-nchw: kernel larger than the padded input");
         }
         let (ho, wo) = ((h + 2 * p - kh) / s + 1, (w + 2 * p - kw) / s + 1);
+        let geometry = Geometry { h, w, k: kh, s, p, ho, wo };
         let (kk, hwo) = (c_in * kh * kw, ho * wo);
         let mut out = vec![0f32; n * c_out * hwo];
         let direct = kh == 1 && s == 1 && p == 0;
-        let mut col = if direct { Vec::new() } else { vec![0f32; kk * hwo] };
         let serial = crate::parallel::is_serial();
         let threads = if serial { 1 } else { rayon::current_num_threads() };
         let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-        for img in 0..n {
-            let xi = &x[img * c_in * h * w..(img + 1) * c_in * h * w];
-            let rhs: &[f32] = if direct {
-                xi
-            } else {
-                let fill_row = |(r, row): (usize, &mut [f32])| {
-                    let (ci, ky, kx) = (r / (kh * kw), (r / kw) % kh, r % kw);
-                    let plane = &xi[ci * h * w..(ci + 1) * h * w];
-                    // Output columns whose input column ix = ox·s + kx − p lies inside the image.
-                    let lo = (p.saturating_sub(kx)).div_ceil(s).min(wo);
-                    let hi = if w + p > kx { ((w + p - kx - 1) / s + 1).min(wo) } else { 0 }.max(lo);
-                    for oy in 0..ho {
-                        let dst = &mut row[oy * wo..(oy + 1) * wo];
-                        let iy = (oy * s + ky) as isize - p as isize;
-                        if iy < 0 || iy >= h as isize {
-                            dst.fill(0.0);
-                            continue;
-                        }
-                        let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-                        dst[..lo].fill(0.0);
-                        dst[hi..].fill(0.0);
-                        if hi == lo {
-                            continue;
-                        }
-                        let first = lo * s + kx - p;
-                        if s == 1 {
-                            dst[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
-                        } else {
-                            for (d, &v) in dst[lo..hi].iter_mut().zip(src[first..].iter().step_by(s)) {
-                                *d = v;
-                            }
-                        }
-                    }
-                };
-                if serial {
-                    col.chunks_mut(hwo).enumerate().for_each(fill_row);
-                } else {
-                    col.par_chunks_mut(hwo).enumerate().for_each(fill_row);
-                }
-                &col
-            };
-            let dst = &mut out[img * c_out * hwo..(img + 1) * c_out * hwo];
-            // SAFETY: the three buffers are live, disjoint, and hold m×k, k×n and m×n row-major
-            // f32 matrices as described by the strides below.
-            unsafe {
-                gemm::gemm(
-                    c_out, hwo, kk,
-                    dst.as_mut_ptr(), 1, hwo as isize, false,
-                    k.as_ptr(), 1, kk as isize,
-                    rhs.as_ptr(), 1, hwo as isize,
-                    0.0f32, 1.0f32, false, false, false, par,
-                );
+        COLUMNS.with_borrow_mut(|scratch| {
+            if !direct && scratch.len() < kk * hwo + 16 {
+                scratch.resize(kk * hwo + 16, 0.0);
             }
-        }
+            let off = scratch.as_ptr().align_offset(64);
+            let scratch = &mut scratch[off..];
+            for (xi, dst) in x.chunks(c_in * h * w).zip(out.chunks_mut(c_out * hwo)) {
+                let rhs: &[f32] = if direct {
+                    xi
+                } else {
+                    geometry.im2col(xi, &mut scratch[..kk * hwo], serial);
+                    &scratch[..kk * hwo]
+                };
+                // SAFETY: the three buffers are live, disjoint, and hold m×k, k×n and m×n
+                // row-major f32 matrices as described by the strides below.
+                unsafe {
+                    gemm::gemm(
+                        c_out, hwo, kk,
+                        dst.as_mut_ptr(), 1, hwo as isize, false,
+                        k.as_ptr(), 1, kk as isize,
+                        rhs.as_ptr(), 1, hwo as isize,
+                        0.0f32, 1.0f32, false, false, false, par,
+                    );
+                }
+            }
+        });
         Ok((CpuStorage::F32(out), Shape::from((n, c_out, ho, wo))))
     }
 }

@@ -299,8 +299,16 @@ impl ResNetSn {
     /// over the pool.
     fn per_sample(&self, x: &Tensor, f: impl Fn(&Tensor) -> Result<Tensor> + Sync) -> Result<Tensor> {
         let n = x.dim(0)?;
-        if n < 2 || !x.device().is_cpu() || rayon::current_num_threads() < 2 || crate::parallel::is_serial() {
+        if !x.device().is_cpu() || crate::parallel::is_serial() {
             return f(x);
+        }
+        if n < 2 || rayon::current_num_threads() < 2 {
+            // From outside the pool, every parallel kernel would hand its work to the pool and
+            // wait: run the whole forward on a pool thread instead.
+            return match rayon::current_thread_index() {
+                Some(_) => f(x),
+                None => rayon::scope(|_| f(x)),
+            };
         }
         let x = x.contiguous()?;
         let parts = (0..n)

@@ -3,6 +3,12 @@
 //! Exit codes: 0 success; 1 failure (bad input, I/O, ...; the message names the file);
 //! 2 usage error.
 
+/// mimalloc keeps freed activation buffers for reuse. glibc's malloc returns every buffer above
+/// its mmap threshold to the kernel, and the next layer's output then pays page faults and
+/// zeroing: about 12 % of the forward time at batch 16 (eval/BENCHMARKS.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 mod bench;
 mod classify;
 mod convert;
