@@ -5,6 +5,7 @@
 //! the calling thread runs [`serially`](crate::parallel::serially).
 
 use std::cell::RefCell;
+use std::mem::MaybeUninit;
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape};
 use rayon::prelude::*;
@@ -82,7 +83,7 @@ impl CustomOp2 for Conv2dIm2col {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c_in, h, w) = l1.shape().dims4()?;
         let (c_out, c_in_k, kh, kw) = l2.shape().dims4()?;
-        if c_in != c_in_k || kh != kw {
+        if c_in != c_in_k || kh != kw || c_in == 0 || c_out == 0 {
             candle_core::bail!("conv2d-im2col-nchw: input {:?} and kernel {:?} do not fit", l1.shape(), l2.shape());
         }
         let (x, k) = match (s1, s2, l1.contiguous_offsets(), l2.contiguous_offsets()) {
@@ -96,17 +97,14 @@ impl CustomOp2 for Conv2dIm2col {
         let (ho, wo) = ((h + 2 * p - kh) / s + 1, (w + 2 * p - kw) / s + 1);
         let geometry = Geometry { h, w, k: kh, s, p, ho, wo };
         let (kk, hwo) = (c_in * kh * kw, ho * wo);
-        let mut out = vec![0f32; n * c_out * hwo];
         let direct = kh == 1 && s == 1 && p == 0;
         let serial = crate::parallel::is_serial();
         let threads = if serial { 1 } else { rayon::current_num_threads() };
         let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-        COLUMNS.with_borrow_mut(|scratch| {
-            if !direct && scratch.len() < kk * hwo + 16 {
-                scratch.resize(kk * hwo + 16, 0.0);
+        let fill = |out: &mut [MaybeUninit<f32>]| COLUMNS.with_borrow_mut(|scratch| {
+            if !direct && scratch.len() < kk * hwo {
+                scratch.resize(kk * hwo, 0.0);
             }
-            let off = scratch.as_ptr().align_offset(64);
-            let scratch = &mut scratch[off..];
             for (xi, dst) in x.chunks(c_in * h * w).zip(out.chunks_mut(c_out * hwo)) {
                 let rhs: &[f32] = if direct {
                     xi
@@ -115,11 +113,12 @@ impl CustomOp2 for Conv2dIm2col {
                     &scratch[..kk * hwo]
                 };
                 // SAFETY: the three buffers are live, disjoint, and hold m×k, k×n and m×n
-                // row-major f32 matrices as described by the strides below.
+                // row-major f32 matrices as described by the strides below; with `read_dst`
+                // false the GEMM writes every element of `dst` and reads none.
                 unsafe {
                     gemm::gemm(
                         c_out, hwo, kk,
-                        dst.as_mut_ptr(), 1, hwo as isize, false,
+                        dst.as_mut_ptr().cast::<f32>(), 1, hwo as isize, false,
                         k.as_ptr(), 1, kk as isize,
                         rhs.as_ptr(), 1, hwo as isize,
                         0.0f32, 1.0f32, false, false, false, par,
@@ -127,6 +126,8 @@ impl CustomOp2 for Conv2dIm2col {
                 }
             }
         });
+        // SAFETY: the GEMMs write every element of every image's output.
+        let out = unsafe { crate::parallel::output_buffer(n * c_out * hwo, fill) };
         Ok((CpuStorage::F32(out), Shape::from((n, c_out, ho, wo))))
     }
 }

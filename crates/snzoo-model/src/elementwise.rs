@@ -3,6 +3,8 @@
 //! stem's 3×3/2 max-pool. candle's own element-wise operations hand large tensors to a separate
 //! spinning thread pool, which competes with the image-per-thread schedule for the cores.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape};
 use rayon::prelude::*;
 
@@ -23,16 +25,17 @@ pub struct ResidualAdd {
 }
 
 impl ResidualAdd {
-    fn run(&self, a: &[f32], b: &[f32], out: &mut [f32]) {
+    /// Writes every element of `out` (as long as `a` and `b`).
+    fn run(&self, a: &[f32], b: &[f32], out: &mut [MaybeUninit<f32>]) {
         let relu = self.relu;
-        let body = |((o, a), b): ((&mut [f32], &[f32]), &[f32])| {
+        let body = |((o, a), b): ((&mut [MaybeUninit<f32>], &[f32]), &[f32])| {
             if relu {
                 for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                    *o = (a + b).max(0.0);
+                    o.write((a + b).max(0.0));
                 }
             } else {
                 for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                    *o = a + b;
+                    o.write(a + b);
                 }
             }
         };
@@ -54,8 +57,8 @@ impl CustomOp2 for ResidualAdd {
             candle_core::bail!("residual-add: shapes {:?} and {:?} differ", l1.shape(), l2.shape());
         }
         let (a, b) = (contiguous_f32("residual-add", s1, l1)?, contiguous_f32("residual-add", s2, l2)?);
-        let mut out = vec![0f32; a.len()];
-        self.run(a, b, &mut out);
+        // SAFETY: `run` writes every element (`a` and `b` have the same shape, so length).
+        let out = unsafe { crate::parallel::output_buffer(a.len(), |out| self.run(a, b, out)) };
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }
@@ -71,7 +74,8 @@ impl MaxPool3x3S2 {
         (n - 1) / 2 + 1
     }
 
-    fn plane(x: &[f32], h: usize, w: usize, out: &mut [f32]) {
+    /// Writes every element of `out` (one output plane).
+    fn plane(x: &[f32], h: usize, w: usize, out: &mut [MaybeUninit<f32>]) {
         let wo = Self::out_len(w);
         for (oy, row) in out.chunks_mut(wo).enumerate() {
             let y0 = (2 * oy).saturating_sub(1);
@@ -88,7 +92,7 @@ impl MaxPool3x3S2 {
                         }
                     }
                 }
-                *o = m;
+                o.write(m);
             }
         }
     }
@@ -106,13 +110,18 @@ impl CustomOp1 for MaxPool3x3S2 {
         }
         let x = contiguous_f32("max-pool-3x3-s2-p1", s, l)?;
         let (ho, wo) = (Self::out_len(h), Self::out_len(w));
-        let mut out = vec![0f32; n * c * ho * wo];
-        let planes = out.chunks_mut(ho * wo).zip(x.chunks(h * w));
-        if x.len() < 2 * CHUNK || crate::parallel::is_serial() {
-            planes.for_each(|(o, x)| Self::plane(x, h, w, o));
-        } else {
-            out.par_chunks_mut(ho * wo).zip(x.par_chunks(h * w)).for_each(|(o, x)| Self::plane(x, h, w, o));
+        if n * c == 0 {
+            return Ok((CpuStorage::F32(Vec::new()), Shape::from((n, c, ho, wo))));
         }
+        let fill = |out: &mut [MaybeUninit<f32>]| {
+            if x.len() < 2 * CHUNK || crate::parallel::is_serial() {
+                out.chunks_mut(ho * wo).zip(x.chunks(h * w)).for_each(|(o, x)| Self::plane(x, h, w, o));
+            } else {
+                out.par_chunks_mut(ho * wo).zip(x.par_chunks(h * w)).for_each(|(o, x)| Self::plane(x, h, w, o));
+            }
+        };
+        // SAFETY: one output plane per input plane, each fully written by `plane`.
+        let out = unsafe { crate::parallel::output_buffer(n * c * ho * wo, fill) };
         Ok((CpuStorage::F32(out), Shape::from((n, c, ho, wo))))
     }
 }

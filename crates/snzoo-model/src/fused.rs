@@ -3,6 +3,8 @@
 //! parallel pass for `x · scale + shift`. The plain candle-ops version
 //! ([`SwitchNorm2d::forward_reference`](crate::SwitchNorm2d::forward_reference)) is its test oracle.
 
+use std::mem::MaybeUninit;
+
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape};
 use rayon::prelude::*;
 
@@ -39,8 +41,16 @@ pub struct SwitchNormInference {
 }
 
 impl SwitchNormInference {
-    /// Normalizes a contiguous (N, C, H·W) buffer into `out`.
+    /// Normalizes a contiguous (N, C, H·W) buffer into `out` (of the same length).
     pub fn run(&self, x: &[f32], n: usize, c: usize, hw: usize, out: &mut [f32]) {
+        // SAFETY: f32 → MaybeUninit<f32> has the same layout, and only f32 values are written.
+        let out = unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) };
+        self.run_into(x, n, c, hw, out)
+    }
+
+    /// [`run`](Self::run) into an uninitialised buffer: writes every element of `out`.
+    fn run_into(&self, x: &[f32], n: usize, c: usize, hw: usize, out: &mut [MaybeUninit<f32>]) {
+        assert_eq!(out.len(), x.len(), "switch-norm-2d-inference: output and input lengths differ");
         // Instance moments per (n, c), accumulated in f64: mean and unbiased variance.
         // Small planes (e.g. 7×7) would make one rayon task per channel: group them. Small
         // tensors (batch 1) run on the calling thread: waking the pool costs more than it saves.
@@ -77,11 +87,11 @@ impl SwitchNormInference {
         out.par_chunks_mut(hw).zip(x.par_chunks(hw)).zip(affine.par_iter()).with_min_len(min_len).for_each(|((o, v), &(scale, shift))| {
             if relu {
                 for (o, &a) in o.iter_mut().zip(v) {
-                    *o = (a * scale + shift).max(0.0);
+                    o.write((a * scale + shift).max(0.0));
                 }
             } else {
                 for (o, &a) in o.iter_mut().zip(v) {
-                    *o = a * scale + shift;
+                    o.write(a * scale + shift);
                 }
             }
         });
@@ -103,8 +113,8 @@ impl CustomOp1 for SwitchNormInference {
             (CpuStorage::F32(_), None) => candle_core::bail!("switch-norm-2d-inference needs a contiguous input"),
             _ => candle_core::bail!("switch-norm-2d-inference is implemented for f32"),
         };
-        let mut out = vec![0f32; x.len()];
-        self.run(x, n, c, h * w, &mut out);
+        // SAFETY: `run_into` writes every element.
+        let out = unsafe { crate::parallel::output_buffer(x.len(), |out| self.run_into(x, n, c, h * w, out)) };
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
 }

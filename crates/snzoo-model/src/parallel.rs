@@ -8,6 +8,7 @@
 //! current thread, [`is_serial`] tells a kernel.
 
 use std::cell::Cell;
+use std::mem::MaybeUninit;
 
 thread_local! {
     static SERIAL: Cell<bool> = const { Cell::new(false) };
@@ -28,4 +29,17 @@ pub fn serially<R>(f: impl FnOnce() -> R) -> R {
     }
     let _restore = Restore(SERIAL.with(|s| s.replace(true)));
     f()
+}
+
+/// A buffer of `len` f32 for a kernel's output, without zeroing it first: `fill` gets the
+/// uninitialised elements and must write every one of them.
+///
+/// # Safety
+/// `fill` writes all `len` elements (through the slice or a pointer derived from it).
+pub(crate) unsafe fn output_buffer(len: usize, fill: impl FnOnce(&mut [MaybeUninit<f32>])) -> Vec<f32> {
+    let mut v = Vec::with_capacity(len);
+    fill(&mut v.spare_capacity_mut()[..len]);
+    // SAFETY: the caller's contract: all `len` elements are initialised.
+    unsafe { v.set_len(len) };
+    v
 }
