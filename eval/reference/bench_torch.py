@@ -23,24 +23,30 @@ def main():
     ap.add_argument('--threads', type=int, default=2)
     ap.add_argument('--seconds', type=float, default=10)
     ap.add_argument('--dtype', default='f32', choices=['f32', 'bf16'])
+    ap.add_argument('--device', default='cpu', help='cpu or cuda')
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     depth, version = int(a.arch[6:-2]), a.arch[-2:]
-    model = randomize(build(version, depth), 1).eval()
-    x = torch.randn(a.batch_size, 3, 224, 224)
+    model = randomize(build(version, depth), 1).eval().to(a.device)
+    x = torch.randn(a.batch_size, 3, 224, 224).to(a.device)
     if a.dtype == 'bf16':
         model, x = model.bfloat16(), x.bfloat16()
+
+    def forward():
+        # Copying the logits to the host waits for the device, as `snzoo bench` does.
+        model(x).float().cpu()
+
     times = []
     with torch.no_grad():
-        model(x)
+        forward()
         start = time.time()
         while len(times) < 3 or time.time() - start < a.seconds:
             t = time.time()
-            model(x)
+            forward()
             times.append((time.time() - t) * 1000)
     times_sorted = sorted(times)
     print(json.dumps({'torch': torch.__version__, 'arch': a.arch + '-sn', 'batch_size': a.batch_size,
-                      'threads': a.threads, 'dtype': a.dtype,
+                      'threads': a.threads, 'dtype': a.dtype, 'device': a.device,
                       'images_per_second': len(times) * a.batch_size / (sum(times) / 1000),
                       'ms_per_batch': {'median': times_sorted[len(times) // 2], 'min': times_sorted[0],
                                        'max': times_sorted[-1]},

@@ -3,7 +3,7 @@ weights, saved like the release (legacy torch.save, training dict, `module.` pre
 PyTorch and by `snzoo` on the same real photos.
 
     /usr/bin/python3 eval/reference/full_parity.py --snzoo target/release/snzoo \
-        --out eval/results/full_parity.json
+        --out eval/results/full_parity.json [--device cuda]
 
 For each model: `snzoo convert` (the .pth -> safetensors), then `snzoo classify --save-logits` on
 the photos, compared with the PyTorch logits of the torchvision-preprocessed photos:
@@ -35,6 +35,7 @@ def main():
     ap.add_argument('--snzoo', required=True)
     ap.add_argument('--out', required=True)
     ap.add_argument('--depths', default='18,34,50,101,152')
+    ap.add_argument('--device', default='cpu', help="snzoo's --device (cpu, cuda, cuda:N)")
     a = ap.parse_args()
     torch.set_num_threads(os.cpu_count())
     photos = [os.path.join(ROOT, 'fixtures', 'images', p) for p in PHOTOS]
@@ -65,7 +66,7 @@ def main():
                 logits_path = os.path.join(work, 'logits.npy')
                 input_path = os.path.join(work, 'input.npy')
                 t0 = time.time()
-                subprocess.run([a.snzoo, 'classify', '--weights', st, '--save-logits', logits_path,
+                subprocess.run([a.snzoo, 'classify', '--device', a.device, '--weights', st, '--save-logits', logits_path,
                                 '--save-input', input_path] + photos, check=True, stdout=subprocess.DEVNULL)
                 t_rust = time.time() - t0
                 got = np.load(logits_path)
@@ -83,7 +84,7 @@ def main():
                 results.append(r)
                 os.remove(pth)
                 os.remove(st)
-    out = {'torch': torch.__version__, 'photos': PHOTOS, 'results': results}
+    out = {'torch': torch.__version__, 'snzoo_device': a.device, 'photos': PHOTOS, 'results': results}
     with open(a.out, 'w') as f:
         json.dump(out, f, indent=1)
 

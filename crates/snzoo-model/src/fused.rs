@@ -117,4 +117,63 @@ impl CustomOp1 for SwitchNormInference {
         let out = unsafe { crate::parallel::output_buffer(x.len(), |out| self.run_into(x, n, c, h * w, out)) };
         Ok((CpuStorage::F32(out), layout.shape().clone()))
     }
+
+    /// The same computation on CUDA (src/cuda/switch_norm.cu): moments per (n, c) plane, the
+    /// per-sample mixing into a scale and a shift, then one element-wise pass.
+    #[cfg(feature = "cuda")]
+    fn cuda_fwd(&self, storage: &candle_core::CudaStorage, layout: &Layout) -> Result<(candle_core::CudaStorage, Shape)> {
+        use candle_core::backend::BackendStorage;
+        use candle_core::cuda_backend::cudarc::driver::{LaunchConfig, PushKernelArg};
+        use candle_core::cuda_backend::WrapErr;
+        const PTX: &str = include_str!(concat!(env!("OUT_DIR"), "/switch_norm.ptx"));
+        const MODULE: &str = "snzoo_switch_norm";
+        const BLOCK: u32 = 256;
+
+        let (n, c, h, w) = layout.shape().dims4()?;
+        let (hw, planes) = (h * w, n * c);
+        if hw < 2 {
+            candle_core::bail!("SwitchNorm2d needs at least 2 spatial positions, got {h}x{w}");
+        }
+        let len = planes * hw;
+        let dev = storage.device();
+        let all = storage.as_cuda_slice::<f32>()?;
+        let x = match layout.contiguous_offsets() {
+            Some((start, end)) => all.slice(start..end),
+            None => candle_core::bail!("switch-norm-2d-inference needs a contiguous input"),
+        };
+        let launch = |blocks: usize| LaunchConfig { grid_dim: (blocks as u32, 1, 1), block_dim: (BLOCK, 1, 1), shared_mem_bytes: 0 };
+        // SAFETY (allocations): every element is written by the kernels below before it is read.
+        let (mean, var) = unsafe { (dev.alloc::<f64>(planes)?, dev.alloc::<f64>(planes)?) };
+        let (scale, shift) = unsafe { (dev.alloc::<f32>(planes)?, dev.alloc::<f32>(planes)?) };
+        let out = unsafe { dev.alloc::<f32>(len)? };
+
+        let moments = dev.get_or_load_custom_func("sn_moments", MODULE, PTX)?;
+        let mut b = moments.builder();
+        let hw_arg = hw as i32;
+        b.arg(&x).arg(&hw_arg).arg(&mean).arg(&var);
+        // SAFETY: the kernel's signature in switch_norm.cu; one block per plane.
+        unsafe { b.launch(launch(planes)) }.w()?;
+
+        let mix: Vec<f64> = self.mean_mix.iter().chain(&self.var_mix).copied().collect();
+        let zeros = vec![0f32; c];
+        let mix = dev.clone_htod(mix.as_slice())?;
+        let running_mean = dev.clone_htod(self.running_mean.as_deref().unwrap_or(&zeros))?;
+        let running_var = dev.clone_htod(self.running_var.as_deref().unwrap_or(&zeros))?;
+        let weight = dev.clone_htod(self.weight.as_slice())?;
+        let bias = dev.clone_htod(self.bias.as_slice())?;
+        let affine = dev.get_or_load_custom_func("sn_affine", MODULE, PTX)?;
+        let mut b = affine.builder();
+        let (c_arg, eps) = (c as i32, self.eps);
+        b.arg(&mean).arg(&var).arg(&c_arg).arg(&mix).arg(&running_mean).arg(&running_var).arg(&weight).arg(&bias).arg(&eps).arg(&scale).arg(&shift);
+        // SAFETY: as above; one block per sample.
+        unsafe { b.launch(launch(n)) }.w()?;
+
+        let apply = dev.get_or_load_custom_func("sn_apply", MODULE, PTX)?;
+        let mut b = apply.builder();
+        let relu = self.relu as i32;
+        b.arg(&x).arg(&len).arg(&hw_arg).arg(&scale).arg(&shift).arg(&relu).arg(&out);
+        // SAFETY: as above; one thread per element.
+        unsafe { b.launch(launch(len.div_ceil(BLOCK as usize))) }.w()?;
+        Ok((candle_core::CudaStorage::wrap_cuda_slice(out, dev.clone()), layout.shape().clone()))
+    }
 }

@@ -121,7 +121,8 @@ impl SwitchNorm2d {
     }
 
     /// Normalizes `x` of shape (N,C,H,W) in inference mode (BN = the running buffers): the fused
-    /// kernel for f32 on the CPU, the plain operations elsewhere.
+    /// kernel for f32 on the CPU (and on CUDA with the `cuda` feature), the plain operations
+    /// elsewhere.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.forward_act(x, false)
     }
@@ -132,7 +133,7 @@ impl SwitchNorm2d {
     }
 
     fn forward_act(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
-        if x.device().is_cpu() && x.dtype() == DType::F32 {
+        if (x.device().is_cpu() || (cfg!(feature = "cuda") && x.device().is_cuda())) && x.dtype() == DType::F32 {
             let op = self.inference_op(relu)?;
             return x.contiguous()?.apply_op1_no_bwd(&op);
         }

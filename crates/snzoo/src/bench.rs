@@ -22,7 +22,10 @@ pub struct BenchArgs {
     /// Threads (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Compute type of weights and activations.
+    /// Where the forward pass runs: cpu, cuda (GPU 0) or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu", value_parser = crate::device::valid_spec)]
+    pub device: String,
+    /// Compute type of weights and activations (bf16/f16: CUDA only).
     #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
     pub dtype: String,
     /// SN layers through the plain candle operations instead of the fused kernel (the baseline).
@@ -62,13 +65,22 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "f16" => DType::F16,
         _ => DType::F32,
     };
-    let device = Device::Cpu;
+    let device = crate::device::open(&args.device)?;
+    if device.is_cpu() && dtype != DType::F32 {
+        bail!(
+            "--dtype {} runs on CUDA only (--device cuda): on the CPU, neither candle 0.11's matmul nor the gemm crate \
+             has {} kernels, so snzoo computes in f32 there",
+            args.dtype,
+            args.dtype
+        );
+    }
     let (config, tensors) = crate::weights::load_tensors(&path, &device)?;
     let model = ResNetSn::new(&config, VarBuilder::from_tensors(tensors, dtype, &device))?;
     let x = Tensor::randn(0f32, 1.0, (args.batch_size, 3, 224, 224), &device)?.to_dtype(dtype)?;
     let forward = || -> Result<()> {
         let y = if args.reference_sn { model.forward_reference(&x)? } else { model.forward(&x)? };
-        let _ = y.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+        // Copying the logits to the host also waits for an asynchronous device to finish.
+        let _ = y.to_dtype(DType::F32)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?;
         Ok(())
     };
     forward().context("warm-up forward failed")?;
@@ -88,6 +100,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "batch_size": args.batch_size,
         "threads": threads,
         "dtype": args.dtype,
+        "device": args.device,
         "arch": config.arch_name(),
         "sn_kernel": if args.reference_sn { "plain candle ops" } else { "fused" },
         "batches": times.len(),
@@ -119,7 +132,7 @@ fn pipeline(args: &BenchArgs, weights: &std::path::Path, threads: usize) -> Resu
         .arg(weights)
         .arg("--data")
         .arg(data)
-        .args(["--batch-size", &args.batch_size.to_string(), "--threads", &threads.to_string(), "--json", "--quiet"])
+        .args(["--batch-size", &args.batch_size.to_string(), "--threads", &threads.to_string(), "--device", &args.device, "--json", "--quiet"])
         .output()
         .context("cannot run snzoo eval")?;
     if !out.status.success() {

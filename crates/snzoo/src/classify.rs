@@ -33,6 +33,9 @@ pub struct ClassifyArgs {
     /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
+    /// Where the forward pass runs: cpu, cuda (GPU 0) or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu", value_parser = crate::device::valid_spec)]
+    pub device: String,
     /// [MODEL] IMAGE...: image files (JPEG, PNG, ...; the format is read from the content, not the
     /// name), preceded by the model when --weights is not given.
     #[arg(required = true, value_name = "IMAGE")]
@@ -58,7 +61,7 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
 }
 
 pub fn run(args: &ClassifyArgs) -> Result<()> {
-    let device = Device::Cpu;
+    let device = crate::device::open(&args.device)?;
     let (spec, images) = match &args.weights {
         Some(w) => (w.clone(), &args.images[..]),
         None if args.images.len() >= 2 => (args.images[0].clone(), &args.images[1..]),
@@ -81,7 +84,7 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
         let b = chunk.len() / per;
         let x = Tensor::from_slice(chunk, (b, 3, crop, crop), &device)?;
         let y = loaded.model.forward(&x).context("forward pass failed")?;
-        logits.extend(y.flatten_all()?.to_vec1::<f32>()?);
+        logits.extend(y.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?);
     }
     if let Some(p) = &args.save_input {
         write_atomically(p, &npy_f32_bytes(&[n, 3, crop, crop], &inputs)).with_context(|| format!("cannot write {}", p.display()))?;

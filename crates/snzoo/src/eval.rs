@@ -57,6 +57,9 @@ pub struct EvalArgs {
     /// Threads for decoding/preprocessing and for the forward pass (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Where the forward pass runs: cpu, cuda (GPU 0) or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu", value_parser = crate::device::valid_spec)]
+    pub device: String,
     /// Evaluate only the first N images (canonical order).
     #[arg(long)]
     pub limit: Option<usize>,
@@ -81,6 +84,7 @@ struct CandleClassifier {
     model: ResNetSn,
     classes: usize,
     crop: usize,
+    device: Device,
 }
 
 impl Classifier for CandleClassifier {
@@ -89,8 +93,8 @@ impl Classifier for CandleClassifier {
     }
     fn logits(&mut self, input: &[f32], batch: usize) -> Result<Vec<f32>, String> {
         let run = || -> candle_core::Result<Vec<f32>> {
-            let x = Tensor::from_slice(input, (batch, 3, self.crop, self.crop), &Device::Cpu)?;
-            self.model.forward(&x)?.flatten_all()?.to_vec1::<f32>()
+            let x = Tensor::from_slice(input, (batch, 3, self.crop, self.crop), &Device::Cpu)?.to_device(&self.device)?;
+            self.model.forward(&x)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()
         };
         run().map_err(|e| e.to_string())
     }
@@ -250,7 +254,8 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
 
     let dataset = Dataset::discover(&data, args.labels.as_deref()).with_context(|| format!("dataset {}", data.display()))?;
     let (weights_path, model_card) = crate::zoo::resolve_weights(&weights_spec, args.quiet)?;
-    let loaded = load_model(&weights_path, &Device::Cpu)?;
+    let device = crate::device::open(&args.device)?;
+    let loaded = load_model(&weights_path, &device)?;
     let classes = loaded.config.num_classes;
     if let Some(s) = dataset.samples.iter().find(|s| s.label >= classes) {
         bail!("{}: label {} is out of range for a model with {classes} classes", s.rel, s.label);
@@ -304,7 +309,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
     }
     let resumed = done.len();
     let mut progress = Progress::new(selection.len(), resumed, args.quiet);
-    let mut classifier = CandleClassifier { model: loaded.model, classes, crop: transform.crop };
+    let mut classifier = CandleClassifier { model: loaded.model, classes, crop: transform.crop, device };
     let options = RunOptions { batch_size: args.batch_size, threads, transform: transform.clone() };
     let done_set: HashSet<usize> = done.keys().copied().collect();
     let times = StageTimes::default();

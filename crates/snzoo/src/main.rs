@@ -12,6 +12,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod bench;
 mod classify;
 mod convert;
+mod device;
 mod eval;
 mod export;
 mod finetune;

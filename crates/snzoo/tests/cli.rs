@@ -168,4 +168,27 @@ fn bench_reports_throughput_as_json() {
     let j: serde_json::Value =
         serde_json::from_str(&ok(&["bench", "-w", s(&w), "--pipeline", "--data", s(&fixture("evalset")), "--json"])).unwrap();
     assert_eq!(j["images"], 8);
+    // Half precision is CUDA-only: said plainly, exit code 1.
+    let out = snzoo(&["bench", "-w", s(&w), "--dtype", "bf16", "--seconds", "0.1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("runs on CUDA only"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn device_flag_is_checked() {
+    let w = fixture("models/tiny-resnet50v1-sn.pth");
+    let img = fixture("images/chelsea_420.jpg");
+    // A malformed value is a usage error (2); CUDA in a build without it is an error naming the fix (1).
+    let out = snzoo(&["classify", "--device", "gpu", "--weights", s(&w), s(&img)]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("use cpu, cuda or cuda:N"));
+    if !cfg!(feature = "cuda") {
+        for cmd in [&["classify", "--device", "cuda:0", "--weights", s(&w), s(&img)][..], &["bench", "--device", "cuda", "-w", s(&w)][..]] {
+            let out = snzoo(cmd);
+            assert_eq!(out.status.code(), Some(1));
+            assert!(String::from_utf8_lossy(&out.stderr).contains("--features cuda"), "{}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    let cpu = ok(&["classify", "--device", "cpu", "--weights", s(&w), s(&img)]);
+    assert_eq!(cpu, ok(&["classify", "--weights", s(&w), s(&img)]));
 }
