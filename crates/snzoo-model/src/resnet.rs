@@ -4,7 +4,7 @@
 //! * v1: `conv1` (7×7/2) → `sn1` → ReLU → 3×3/2 max-pool → `layer1..4` → global average → `fc`.
 //!   Blocks: `conv1/sn1`, `conv2/sn2`[, `conv3/sn3`], the stride on the 3×3 convolution; projection
 //!   shortcut `downsample.0` (1×1 conv) + `downsample.1` (SN); add, ReLU.
-//! * v2: the same stem; blocks `sn1`→ReLU→`conv1`→`sn2`→ReLU→`conv2`[→`sn3`→ReLU→`conv3`]; the
+//! * v2: the same stem; blocks `sn1`→ReLU→`conv1`→`sn2`→ReLU→`conv2`(→`sn3`→ReLU→`conv3`); the
 //!   shortcut `downsample` is a bare 1×1 conv of the pre-activated input; no ReLU after the add;
 //!   after `layer4`: `sn_out` → ReLU.
 //!
