@@ -34,15 +34,7 @@ export LD_LIBRARY_PATH="$LIBS:${LD_LIBRARY_PATH:-}"
 # Speed: the same reference model in PyTorch (on the GPU) and snzoo, back to back.
 W=$(mktemp -d)
 for arch in resnet50v1 resnet101v2; do
-  depth=${arch:6:-2}; version=${arch: -2}
-  "$PY" - "$W/$arch.pth" "$depth" "$version" <<PY
-import sys, torch
-sys.path.insert(0, "$HERE/reference")
-from sn_reference import build, randomize
-from make_fixtures import prefixed
-m = randomize(build(sys.argv[3], int(sys.argv[2])), 1)
-torch.save({'state_dict': prefixed(m.state_dict())}, sys.argv[1], _use_new_zipfile_serialization=False)
-PY
+  "$PY" "$HERE/reference/make_bench_model.py" "$arch" "$W/$arch.pth"
   "$SNZOO" convert "$W/$arch.pth" "$W/$arch.safetensors" >/dev/null
   for bs in 1 16 64; do
     "$SNZOO" bench -w "$W/$arch.safetensors" --device cuda --batch-size $bs --seconds 5 --json | tr -d '\n' | sed 's/  */ /g'; echo

@@ -23,15 +23,7 @@ W=$(mktemp -d)
 trap 'rm -rf "$W"' EXIT
 line() { tr -d '\n' | sed 's/  */ /g'; echo; }
 for arch in $ARCHS; do
-  depth=${arch:6:-2}; version=${arch: -2}
-  "$TORCH1" - "$W/$arch.pth" "$depth" "$version" <<PY
-import sys, torch
-sys.path.insert(0, "$HERE")
-from sn_reference import build, randomize
-from make_fixtures import prefixed
-m = randomize(build(sys.argv[3], int(sys.argv[2])), 1)
-torch.save({'state_dict': prefixed(m.state_dict())}, sys.argv[1], _use_new_zipfile_serialization=False)
-PY
+  "$TORCH1" "$HERE/make_bench_model.py" "$arch" "$W/$arch.pth"
   "$SNZOO" convert "$W/$arch.pth" "$W/$arch.safetensors" >/dev/null
   for bs in $BATCHES; do
     "$SNZOO" bench -w "$W/$arch.safetensors" --batch-size "$bs" --seconds "$SECS" --threads "$THREADS" --json | line
