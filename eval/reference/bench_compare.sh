@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # snzoo bench and the PyTorch reference model (eval/reference/sn_reference.py), back to back on the
-# same machine and threads: eval-mode forward of full-size SN ResNets at 224x224, f32 (and PyTorch
-# 2.x in bf16), batch 1/16/64. One JSON line per measurement.
+# same machine and threads: eval-mode forward of full-size SN ResNets at 224x224, f32 and bf16,
+# batch 1/16/64. One JSON line per measurement.
 #
 #   bash eval/reference/bench_compare.sh target/release/snzoo [SECONDS] [THREADS] > eval/results/bench_compare.jsonl
 #
@@ -27,6 +27,7 @@ for arch in $ARCHS; do
   "$SNZOO" convert "$W/$arch.pth" "$W/$arch.safetensors" >/dev/null
   for bs in $BATCHES; do
     "$SNZOO" bench -w "$W/$arch.safetensors" --batch-size "$bs" --seconds "$SECS" --threads "$THREADS" --json | line
+    "$SNZOO" bench -w "$W/$arch.safetensors" --batch-size "$bs" --seconds "$SECS" --threads "$THREADS" --dtype bf16 --json | line
     if [[ " $PLAIN_ARCHS " == *" $arch "* ]]; then
       "$SNZOO" bench -w "$W/$arch.safetensors" --batch-size "$bs" --seconds "$SECS" --threads "$THREADS" --reference-sn --json | line
     fi

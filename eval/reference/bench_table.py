@@ -21,7 +21,7 @@ def main():
     torch2_bf16 = next((s for (_, _, s) in cells if s[0].startswith('torch 2') and s[1] == 'bf16'), None)
     torch1 = next((s for (_, _, s) in cells if s[0].startswith('torch 1') and s[1] == 'f32'), None)
     snz, plain = ('snzoo', 'f32'), ('snzoo plain', 'f32')
-    cols = [('snzoo f32', snz), ('snzoo plain ops f32', plain)]
+    cols = [('snzoo f32', snz), ('snzoo bf16', ('snzoo', 'bf16')), ('snzoo plain ops f32', plain)]
     for label, side in (('PyTorch %s f32' % (torch2 or ('', ''))[0][6:], torch2),
                         ('PyTorch %s bf16' % (torch2_bf16 or ('', ''))[0][6:], torch2_bf16),
                         ('PyTorch %s f32' % (torch1 or ('', ''))[0][6:], torch1)):

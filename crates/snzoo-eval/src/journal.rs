@@ -19,6 +19,9 @@ pub struct JournalHeader {
     pub dataset_root: String,
     pub selection: String,
     pub preprocess: serde_json::Value,
+    /// The convolutions' precision (`f32`, `bf16`): results of different precisions never mix.
+    #[serde(default = "crate::report::default_compute")]
+    pub compute: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -80,6 +83,8 @@ impl Journal {
                         Some("--limit/--shard")
                     } else if found.preprocess != header.preprocess {
                         Some("the preprocessing")
+                    } else if found.compute != header.compute {
+                        Some("--dtype")
                     } else if found != *header {
                         Some("the journal version")
                     } else {
@@ -141,6 +146,7 @@ mod tests {
             dataset_root: "/data".into(),
             selection: "all".into(),
             preprocess: serde_json::json!({"resize": 256}),
+            compute: "f32".into(),
         }
     }
 

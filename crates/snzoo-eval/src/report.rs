@@ -57,6 +57,11 @@ pub struct ClaimComparison {
     pub delta_top5: f64,
 }
 
+/// Reports and journals written before `compute` existed were f32.
+pub fn default_compute() -> String {
+    "f32".to_string()
+}
+
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Report {
     pub top1: f64,
@@ -72,6 +77,9 @@ pub struct Report {
     pub weights: WeightsInfo,
     pub dataset: DatasetInfo,
     pub preprocess: PreprocessInfo,
+    /// The convolutions' precision: `f32`, or `bf16` (inputs and weights rounded, f32 sums).
+    #[serde(default = "default_compute")]
+    pub compute: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub claim: Option<ClaimComparison>,
     pub images_per_second: f64,
@@ -129,6 +137,9 @@ pub fn merge_reports(reports: &[Report]) -> Result<Report, MergeError> {
         }
         if r.preprocess != first.preprocess {
             return Err(bad("preprocessing"));
+        }
+        if r.compute != first.compute {
+            return Err(bad("--dtype"));
         }
         let shard = r.dataset.shard.unwrap_or(Shard { index: 0, count: 1 });
         if shard.count != first.dataset.shard.map_or(1, |s| s.count) {

@@ -7,7 +7,7 @@
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape};
 use rayon::prelude::*;
 
 thread_local! {
@@ -126,6 +126,75 @@ impl CustomOp2 for Conv2dIm2col {
                 }
             }
         });
+        // SAFETY: the GEMMs write every element of every image's output.
+        let out = unsafe { crate::parallel::output_buffer(n * c_out * hwo, fill) };
+        Ok((CpuStorage::F32(out), Shape::from((n, c_out, ho, wo))))
+    }
+}
+
+thread_local! {
+    /// The bf16-packed right-hand side of [`Conv2dBf16`], kept between calls.
+    static PACKED_COLUMNS: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
+}
+
+/// The same convolution with bf16 inputs and weights and f32 accumulation
+/// ([`crate::gemm_bf16`]): the weights are packed once (held here), each image's im2col matrix
+/// (or, for 1×1 stride-1, the image itself) is rounded and packed per call. Output in f32.
+#[derive(Debug, Clone)]
+pub struct Conv2dBf16 {
+    pub stride: usize,
+    pub padding: usize,
+    pub kernel: usize,
+    pub weights: std::sync::Arc<crate::gemm_bf16::PackedA>,
+}
+
+impl CustomOp1 for Conv2dBf16 {
+    fn name(&self) -> &'static str {
+        "conv2d-bf16"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c_in, h, w) = l1.shape().dims4()?;
+        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        let (c_out, kk) = (self.weights.rows(), self.weights.depth());
+        if kk != c_in * k * k || c_in == 0 || c_out == 0 || s == 0 {
+            candle_core::bail!("conv2d-bf16: input {:?} does not fit {c_out}x{kk} packed weights ({k}x{k})", l1.shape());
+        }
+        if !crate::gemm_bf16::available() {
+            candle_core::bail!("conv2d-bf16 needs a CPU with AVX-512 BF16");
+        }
+        let x = match (s1, l1.contiguous_offsets()) {
+            (CpuStorage::F32(x), Some((a, b))) => &x[a..b],
+            _ => candle_core::bail!("conv2d-bf16 needs a contiguous f32 input"),
+        };
+        if h + 2 * p < k || w + 2 * p < k {
+            candle_core::bail!("conv2d-bf16: kernel larger than the padded input");
+        }
+        let (ho, wo) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
+        let geometry = Geometry { h, w, k, s, p, ho, wo };
+        let hwo = ho * wo;
+        let direct = k == 1 && s == 1 && p == 0;
+        let serial = crate::parallel::is_serial();
+        let threads = if serial { 1 } else { rayon::current_num_threads() };
+        let fill = |out: &mut [MaybeUninit<f32>]| {
+            COLUMNS.with_borrow_mut(|scratch| {
+                PACKED_COLUMNS.with_borrow_mut(|packed| {
+                    if !direct && scratch.len() < kk * hwo {
+                        scratch.resize(kk * hwo, 0.0);
+                    }
+                    for (xi, dst) in x.chunks(c_in * h * w).zip(out.chunks_mut(c_out * hwo)) {
+                        let rhs: &[f32] = if direct {
+                            xi
+                        } else {
+                            geometry.im2col(xi, &mut scratch[..kk * hwo], serial);
+                            &scratch[..kk * hwo]
+                        };
+                        crate::gemm_bf16::pack_b(rhs, kk, hwo, hwo, packed);
+                        crate::gemm_bf16::gemm_into(&self.weights, packed, hwo, dst, hwo, threads);
+                    }
+                })
+            })
+        };
         // SAFETY: the GEMMs write every element of every image's output.
         let out = unsafe { crate::parallel::output_buffer(n * c_out * hwo, fill) };
         Ok((CpuStorage::F32(out), Shape::from((n, c_out, ho, wo))))

@@ -19,6 +19,7 @@ pub mod config;
 pub mod conv;
 pub mod elementwise;
 pub mod fused;
+pub mod gemm_bf16;
 pub mod parallel;
 pub mod resnet;
 pub mod switch_norm;

@@ -24,6 +24,8 @@ struct Mode {
     train: bool,
     /// Inference through the plain candle operations instead of the fused SN kernel.
     reference: bool,
+    /// CPU convolutions with bf16 inputs and weights ([`crate::gemm_bf16`]).
+    bf16: bool,
     stats: Vec<BatchStats>,
 }
 
@@ -96,26 +98,45 @@ impl Mode {
 }
 
 /// A convolution: candle's (differentiable) in training and off the CPU, the im2col kernel of
-/// [`crate::conv`] for f32 inference on the CPU.
+/// [`crate::conv`] for f32 inference on the CPU, or its bf16 version (weights packed on first use).
 #[derive(Debug, Clone)]
 struct Conv {
     inner: Conv2d,
     op: crate::conv::Conv2dIm2col,
+    packed_bf16: std::sync::OnceLock<std::sync::Arc<crate::gemm_bf16::PackedA>>,
 }
 
 impl Conv {
     fn forward(&self, x: &Tensor, mode: &Mode) -> Result<Tensor> {
         let w = self.inner.weight();
         if mode.kernels(x) && w.dtype() == candle_core::DType::F32 {
+            if mode.bf16 {
+                return x.contiguous()?.apply_op1_no_bwd(&self.bf16_op()?);
+            }
             return x.contiguous()?.apply_op2_no_bwd(&w.contiguous()?, &self.op);
         }
         self.inner.forward(x)
+    }
+
+    fn bf16_op(&self) -> Result<crate::conv::Conv2dBf16> {
+        let w = self.inner.weight();
+        let (c_out, c_in, k, _) = w.dims4()?;
+        let weights = match self.packed_bf16.get() {
+            Some(p) => p.clone(),
+            None => {
+                let values = w.flatten_all()?.to_vec1::<f32>()?;
+                let packed = std::sync::Arc::new(crate::gemm_bf16::PackedA::new(&values, c_out, c_in * k * k));
+                self.packed_bf16.get_or_init(|| packed).clone()
+            }
+        };
+        Ok(crate::conv::Conv2dBf16 { stride: self.op.stride, padding: self.op.padding, kernel: k, weights })
     }
 }
 
 fn conv(vb: VarBuilder, c_in: usize, c_out: usize, k: usize, stride: usize) -> Result<Conv> {
     let cfg = Conv2dConfig { padding: k / 2, stride, dilation: 1, groups: 1, cudnn_fwd_algo: None };
-    Ok(Conv { inner: conv2d_no_bias(c_in, c_out, k, cfg, vb)?, op: crate::conv::Conv2dIm2col { stride, padding: k / 2 } })
+    let op = crate::conv::Conv2dIm2col { stride, padding: k / 2 };
+    Ok(Conv { inner: conv2d_no_bias(c_in, c_out, k, cfg, vb)?, op, packed_bf16: Default::default() })
 }
 
 #[derive(Debug, Clone)]
@@ -230,6 +251,8 @@ pub struct ResNetSn {
     layers: Vec<Vec<Block>>,
     sn_out: Option<Norm>,
     fc: Linear,
+    /// CPU inference convolutions in bf16 (see [`ResNetSn::with_bf16_convolutions`]).
+    bf16: bool,
 }
 
 impl ResNetSn {
@@ -257,7 +280,24 @@ impl ResNetSn {
             Version::V1 => None,
         };
         let fc = linear(c_in, config.num_classes, vb.pp("fc"))?;
-        Ok(Self { config: config.clone(), conv1, sn1, layers, sn_out, fc })
+        Ok(Self { config: config.clone(), conv1, sn1, layers, sn_out, fc, bf16: false })
+    }
+
+    /// CPU inference with every convolution's input and weights rounded to bf16 and the products
+    /// accumulated in f32 (`vdpbf16ps`; [`crate::gemm_bf16`]), the rest (SN, residual, pooling,
+    /// classifier) in f32 — what PyTorch's CPU autocast to bf16 does for convolutions. Needs a CPU
+    /// with AVX-512 BF16 (an error otherwise). The weights stay f32 here; each convolution packs
+    /// its bf16 copy on first use.
+    pub fn with_bf16_convolutions(mut self) -> Result<Self> {
+        if !crate::gemm_bf16::available() {
+            candle_core::bail!("bf16 convolutions need a CPU with AVX-512 BF16 (Zen 4 or later, Cooper Lake or later)");
+        }
+        self.bf16 = true;
+        Ok(self)
+    }
+
+    fn inference_mode(&self) -> Mode {
+        Mode { bf16: self.bf16, ..Mode::default() }
     }
 
     pub fn config(&self) -> &ResNetSnConfig {
@@ -289,7 +329,7 @@ impl ResNetSn {
 
     /// The pooled features (N, feature_dim) before the classifier.
     pub fn features(&self, x: &Tensor) -> Result<Tensor> {
-        self.per_sample(x, |xi| self.features_mode(xi, &mut Mode::default()))
+        self.per_sample(x, |xi| self.features_mode(xi, &mut self.inference_mode()))
     }
 
     /// Inference on the CPU with several threads and images: one rayon task per image, each
@@ -342,7 +382,7 @@ impl ResNetSn {
 
     /// Logits (N, num_classes) for a normalized image batch (N, 3, H, W).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.per_sample(x, |xi| self.fc.forward(&self.features_mode(xi, &mut Mode::default())?))
+        self.per_sample(x, |xi| self.fc.forward(&self.features_mode(xi, &mut self.inference_mode())?))
     }
 
     /// [`forward`](Self::forward) with every SN layer through the plain candle operations

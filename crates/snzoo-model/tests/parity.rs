@@ -86,3 +86,32 @@ fn every_schedule_gives_the_same_logits() {
         assert!(relative_error(&per_image, &plain) <= 1e-5, "{name}: {}", relative_error(&per_image, &plain));
     }
 }
+
+/// bf16 convolutions (inputs and weights rounded, f32 sums) against PyTorch's f32 logits: the
+/// error of bf16 rounding, well inside what changes a ranking of these logits.
+#[test]
+fn bf16_convolutions_stay_close_to_pytorch() {
+    if !snzoo_model::gemm_bf16::available() {
+        eprintln!("skipped: this CPU has no AVX-512 BF16");
+        return;
+    }
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(fixture("models/manifest.json")).unwrap()).unwrap();
+    let (shape, input) = read_npy_f32(&fixture("models/input.npy")).unwrap();
+    let x = Tensor::from_vec(input, shape, &Device::Cpu).unwrap();
+    for m in manifest.as_array().unwrap() {
+        let name = m["name"].as_str().unwrap();
+        let mut ck = read_torch_checkpoint(&fixture(&format!("models/{name}.pth"))).unwrap();
+        ck.tensors.retain(|(k, _)| !snzoo_model::is_training_only(k));
+        let shapes: BTreeMap<String, Vec<usize>> = ck.tensors.iter().map(|(k, t)| (k.clone(), t.shape.clone())).collect();
+        let config = ResNetSnConfig::infer(&shapes).unwrap();
+        let bytes = serialize_safetensors(&ck.tensors, &config.to_metadata()).unwrap();
+        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu).unwrap();
+        let model = ResNetSn::new(&config, vb).unwrap().with_bf16_convolutions().unwrap();
+        let logits = model.forward(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let (_, expected) = read_npy_f32(&fixture(&format!("models/{name}.logits.npy"))).unwrap();
+        let err = relative_error(&logits, &expected);
+        eprintln!("{name}: bf16 relative error {err}");
+        assert!(err <= 0.06, "{name}: relative error {err}");
+    }
+}

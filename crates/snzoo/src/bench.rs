@@ -25,7 +25,8 @@ pub struct BenchArgs {
     /// Where the forward pass runs: cpu, cuda (GPU 0) or cuda:N (CUDA needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu", value_parser = crate::device::valid_spec)]
     pub device: String,
-    /// Compute type of weights and activations (bf16/f16: CUDA only).
+    /// Compute type: on CUDA of weights and activations; on the CPU bf16 means bf16 convolutions
+    /// with f32 accumulation (AVX-512 BF16 CPUs), f16 is CUDA-only.
     #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
     pub dtype: String,
     /// SN layers through the plain candle operations instead of the fused kernel (the baseline).
@@ -66,16 +67,17 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         _ => DType::F32,
     };
     let device = crate::device::open(&args.device)?;
-    if device.is_cpu() && dtype != DType::F32 {
-        bail!(
-            "--dtype {} runs on CUDA only (--device cuda): on the CPU, neither candle 0.11's matmul nor the gemm crate \
-             has {} kernels, so snzoo computes in f32 there",
-            args.dtype,
-            args.dtype
-        );
+    // On the CPU, bf16 means bf16 convolutions (f32 elsewhere); f16 has no CPU kernels.
+    let cpu_bf16 = device.is_cpu() && dtype == DType::BF16;
+    if device.is_cpu() && dtype == DType::F16 {
+        bail!("--dtype f16 runs on CUDA only (--device cuda): neither candle 0.11's CPU matmul nor snzoo has f16 CPU kernels");
     }
+    let dtype = if cpu_bf16 { DType::F32 } else { dtype };
     let (config, tensors) = crate::weights::load_tensors(&path, &device)?;
-    let model = ResNetSn::new(&config, VarBuilder::from_tensors(tensors, dtype, &device))?;
+    let mut model = ResNetSn::new(&config, VarBuilder::from_tensors(tensors, dtype, &device))?;
+    if cpu_bf16 {
+        model = model.with_bf16_convolutions()?;
+    }
     let x = Tensor::randn(0f32, 1.0, (args.batch_size, 3, 224, 224), &device)?.to_dtype(dtype)?;
     let forward = || -> Result<()> {
         let y = if args.reference_sn { model.forward_reference(&x)? } else { model.forward(&x)? };

@@ -36,6 +36,10 @@ pub struct ClassifyArgs {
     /// Where the forward pass runs: cpu, cuda (GPU 0) or cuda:N (CUDA needs a build with `--features cuda`).
     #[arg(long, default_value = "cpu", value_parser = crate::device::valid_spec)]
     pub device: String,
+    /// bf16: every convolution's input and weights rounded to bf16, products accumulated in f32
+    /// (CPUs with AVX-512 BF16); SN, pooling and the classifier stay f32.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
+    pub dtype: String,
     /// [MODEL] IMAGE...: image files (JPEG, PNG, ...; the format is read from the content, not the
     /// name), preceded by the model when --weights is not given.
     #[arg(required = true, value_name = "IMAGE")]
@@ -68,7 +72,8 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
         None => anyhow::bail!("give the model (--weights W, or a name or file before the images) and at least one image"),
     };
     let (weights, _) = crate::zoo::resolve_weights(&spec, false)?;
-    let loaded = load_model(&weights, &device)?;
+    let mut loaded = load_model(&weights, &device)?;
+    loaded.model = crate::device::with_dtype(loaded.model, &device, &args.dtype)?;
     let transform = EvalTransform::default();
     let crop = transform.crop;
     let mut inputs: Vec<f32> = Vec::with_capacity(images.len() * 3 * crop * crop);

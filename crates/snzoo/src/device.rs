@@ -31,6 +31,16 @@ pub fn open(spec: &str) -> Result<Device> {
     Device::new_cuda(ordinal).with_context(|| format!("cannot open CUDA device {ordinal}"))
 }
 
+/// `--dtype` of `classify` and `eval`: `bf16` makes the CPU convolutions bf16 (f32 accumulation).
+pub fn with_dtype(model: snzoo_model::ResNetSn, device: &Device, dtype: &str) -> Result<snzoo_model::ResNetSn> {
+    match (dtype, device.is_cpu()) {
+        ("f32", _) => Ok(model),
+        ("bf16", true) => Ok(model.with_bf16_convolutions()?),
+        ("bf16", false) => bail!("--dtype bf16 with --device cuda: only `snzoo bench` runs bf16 on CUDA so far"),
+        (other, _) => bail!("unknown --dtype {other:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

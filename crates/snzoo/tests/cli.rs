@@ -168,10 +168,40 @@ fn bench_reports_throughput_as_json() {
     let j: serde_json::Value =
         serde_json::from_str(&ok(&["bench", "-w", s(&w), "--pipeline", "--data", s(&fixture("evalset")), "--json"])).unwrap();
     assert_eq!(j["images"], 8);
-    // Half precision is CUDA-only: said plainly, exit code 1.
-    let out = snzoo(&["bench", "-w", s(&w), "--dtype", "bf16", "--seconds", "0.1"]);
+    // f16 is CUDA-only: said plainly, exit code 1.
+    let out = snzoo(&["bench", "-w", s(&w), "--dtype", "f16", "--seconds", "0.1"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("runs on CUDA only"), "{}", String::from_utf8_lossy(&out.stderr));
+    // bf16 convolutions on CPUs with AVX-512 BF16; elsewhere an error that says what is missing.
+    let out = snzoo(&["bench", "-w", s(&w), "--dtype", "bf16", "--batch-size", "2", "--seconds", "0.1", "--json"]);
+    if snzoo_model::gemm_bf16::available() {
+        let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(j["dtype"], "bf16");
+        assert!(j["images_per_second"].as_f64().unwrap() > 0.0);
+    } else {
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("AVX-512 BF16"));
+    }
+}
+
+/// `classify --dtype bf16`: bf16 convolutions move the logits by the bf16 rounding only.
+#[test]
+fn classify_in_bf16_stays_close() {
+    if !snzoo_model::gemm_bf16::available() {
+        eprintln!("skipped: this CPU has no AVX-512 BF16");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let w = fixture("models/tiny-resnet50v1-sn.pth");
+    let img = fixture("images/chelsea_420.jpg");
+    let (y32, y16) = (dir.path().join("f32.npy"), dir.path().join("bf16.npy"));
+    ok(&["classify", "--weights", s(&w), "--save-logits", s(&y32), s(&img)]);
+    ok(&["classify", "--dtype", "bf16", "--weights", s(&w), "--save-logits", s(&y16), s(&img)]);
+    let (_, a) = read_npy_f32(&y32).unwrap();
+    let (_, b) = read_npy_f32(&y16).unwrap();
+    let scale = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let err = a.iter().zip(&b).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale;
+    assert!(err > 0.0 && err <= 0.06, "bf16 relative error {err}");
 }
 
 #[test]

@@ -1,0 +1,265 @@
+//! A bf16 GEMM for CPUs with AVX-512 BF16 (AMD Zen 4/5, Intel Cooper Lake and later):
+//! C[M×N] = A[M×K] · B[K×N] with A and B rounded to bf16 (round to nearest even, as PyTorch) and
+//! products accumulated in f32 by `vdpbf16ps`, which multiplies pairs of bf16 along K and adds
+//! both products to one f32 lane.
+//!
+//! Layouts: A (the weights) is packed once ([`PackedA`]: panels of [`MR`] rows, each a run of
+//! K-pairs × MR rows × 2); B is packed per call ([`pack_b`]: panels of [`NR`] columns, each K-pairs
+//! × NR columns × 2). The loops keep one B panel block (KC pairs × NR columns, 16 KB) in L1 while
+//! every A panel passes over it.
+
+#[cfg(target_arch = "x86_64")]
+use std::arch::x86_64::*;
+use std::mem::MaybeUninit;
+
+/// Rows of C per microkernel tile.
+pub const MR: usize = 8;
+/// Columns of C per microkernel tile (two 16-lane vectors).
+pub const NR: usize = 32;
+/// K-pairs per cache block.
+const KC: usize = 128;
+
+/// Whether this CPU runs the kernel (checked at run time).
+pub fn available() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// f32 → bf16 bits, rounded to nearest even (NaN stays NaN), as `torch.bfloat16` conversion.
+pub fn to_bf16(v: f32) -> u16 {
+    let b = v.to_bits();
+    if v.is_nan() {
+        return ((b >> 16) | 0x40) as u16;
+    }
+    (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16
+}
+
+/// bf16 bits → f32 (exact).
+pub fn from_bf16(h: u16) -> f32 {
+    f32::from_bits((h as u32) << 16)
+}
+
+/// A row-major M×K matrix rounded to bf16 and packed for the microkernel.
+#[derive(Debug, Clone)]
+pub struct PackedA {
+    m: usize,
+    k: usize,
+    /// K-pairs: ⌈K/2⌉.
+    kp: usize,
+    /// [⌈M/MR⌉][kp][MR][2]
+    data: Vec<u16>,
+}
+
+impl PackedA {
+    pub fn new(a: &[f32], m: usize, k: usize) -> Self {
+        assert_eq!(a.len(), m * k, "PackedA: {m}x{k} needs {} values", m * k);
+        let kp = k.div_ceil(2);
+        let panels = m.div_ceil(MR);
+        let mut data = vec![0u16; panels * kp * MR * 2];
+        for row in 0..m {
+            let (p, r) = (row / MR, row % MR);
+            for (kk, &v) in a[row * k..(row + 1) * k].iter().enumerate() {
+                data[((p * kp + kk / 2) * MR + r) * 2 + kk % 2] = to_bf16(v);
+            }
+        }
+        Self { m, k, kp, data }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.m
+    }
+
+    pub fn depth(&self) -> usize {
+        self.k
+    }
+}
+
+/// Packs a row-major K×N f32 matrix (row stride `ldb`) into `out`: [⌈N/NR⌉][⌈K/2⌉][NR][2] bf16,
+/// zero-padded. Panics if the CPU lacks AVX-512 BF16 (check [`available`]).
+pub fn pack_b(b: &[f32], k: usize, n: usize, ldb: usize, out: &mut Vec<u16>) {
+    assert!(available(), "pack_b needs AVX-512 BF16");
+    assert!(k == 0 || b.len() >= (k - 1) * ldb + n, "pack_b: B is too short");
+    let (kp, panels) = (k.div_ceil(2), n.div_ceil(NR));
+    out.clear();
+    out.resize(panels * kp * NR * 2, 0);
+    // SAFETY: the CPU features were checked above; the bounds of `b` and `out` were checked.
+    #[cfg(target_arch = "x86_64")]
+    unsafe {
+        pack_b_avx512(b, k, n, ldb, out)
+    };
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn pack_b_avx512(b: &[f32], k: usize, n: usize, ldb: usize, out: &mut [u16]) {
+    let kp = k.div_ceil(2);
+    // Interleaves the 16 values of row k (low half) with the 16 of row k+1 (high half).
+    let idx: [i16; 32] = std::array::from_fn(|i| ((i % 2) * 16 + i / 2) as i16);
+    let idx = _mm512_loadu_si512(idx.as_ptr().cast());
+    for pair in 0..kp {
+        let k0 = 2 * pair;
+        let r0 = b.as_ptr().add(k0 * ldb);
+        let has_r1 = k0 + 1 < k;
+        let r1 = if has_r1 { b.as_ptr().add((k0 + 1) * ldb) } else { r0 };
+        for half in 0..n.div_ceil(16) {
+            let col = half * 16;
+            let valid = (n - col).min(16);
+            let mask: __mmask16 = if valid == 16 { 0xffff } else { (1u16 << valid) - 1 };
+            let v0 = _mm512_maskz_loadu_ps(mask, r0.add(col));
+            let v1 = if has_r1 { _mm512_maskz_loadu_ps(mask, r1.add(col)) } else { _mm512_setzero_ps() };
+            // Low 16 bf16 from v0 (row k), high 16 from v1 (row k+1), then interleaved in pairs.
+            let packed: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(v1, v0));
+            let pairs = _mm512_permutexvar_epi16(idx, packed);
+            let (panel, j) = (col / NR, col % NR);
+            let dst = out.as_mut_ptr().add(((panel * kp + pair) * NR + j) * 2);
+            _mm512_storeu_si512(dst.cast(), pairs);
+        }
+    }
+}
+
+/// C = A · B for packed A (M×K) and packed B (K×N, from [`pack_b`]); C is row-major with row
+/// stride `ldc`, and every element of its first N columns of M rows is written (none is read
+/// before). With `threads` > 1 the row panels are split over the rayon pool. Panics if the CPU
+/// lacks AVX-512 BF16 or a size is off.
+pub fn gemm(a: &PackedA, b: &[u16], n: usize, c: &mut [f32], ldc: usize, threads: usize) {
+    // SAFETY: f32 → MaybeUninit<f32> has the same layout, and only f32 values are written.
+    gemm_into(a, b, n, unsafe { &mut *(c as *mut [f32] as *mut [MaybeUninit<f32>]) }, ldc, threads)
+}
+
+/// [`gemm`] into an uninitialised C: the first N columns of its M rows are written, nothing read.
+pub fn gemm_into(a: &PackedA, b: &[u16], n: usize, c: &mut [MaybeUninit<f32>], ldc: usize, threads: usize) {
+    assert!(available(), "gemm_bf16 needs AVX-512 BF16");
+    let (m, kp) = (a.m, a.kp);
+    assert_eq!(b.len(), n.div_ceil(NR) * kp * NR * 2, "gemm_bf16: packed B does not match A's depth and N");
+    assert!(m == 0 || n == 0 || c.len() >= (m - 1) * ldc + n, "gemm_bf16: C is too short");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let panels = m.div_ceil(MR);
+    let parts = threads.clamp(1, panels);
+    if parts == 1 {
+        // SAFETY: as in `gemm_panels`; all row panels, one caller.
+        unsafe { gemm_panels(a, b, n, c.as_mut_ptr().cast(), ldc, 0..panels) };
+        return;
+    }
+    let c_addr = c.as_mut_ptr() as usize;
+    rayon::scope(|s| {
+        for part in 0..parts {
+            let range = panels * part / parts..panels * (part + 1) / parts;
+            // SAFETY: the parts' row panels are disjoint, so no two tasks write the same rows of C.
+            s.spawn(move |_| unsafe { gemm_panels(a, b, n, c_addr as *mut f32, ldc, range) });
+        }
+    });
+}
+
+/// The row panels `panels` of C = A · B.
+///
+/// # Safety
+/// The CPU has AVX-512 BF16, `b` matches `a` and `n`, and `c` points to at least
+/// (M−1)·ldc + n writable f32 that no one else touches in these row panels.
+unsafe fn gemm_panels(a: &PackedA, b: &[u16], n: usize, c: *mut f32, ldc: usize, panels: std::ops::Range<usize>) {
+    let (m, kp) = (a.m, a.kp);
+    #[cfg(target_arch = "x86_64")]
+    for k0 in (0..kp).step_by(KC) {
+        let kl = KC.min(kp - k0);
+        for np in 0..n.div_ceil(NR) {
+            let bp = b.as_ptr().add((np * kp + k0) * NR * 2);
+            let cols = (n - np * NR).min(NR);
+            for mp in panels.clone() {
+                let ap = a.data.as_ptr().add((mp * kp + k0) * MR * 2);
+                let rows = (m - mp * MR).min(MR);
+                let cp = c.add(mp * MR * ldc + np * NR);
+                // The kernel reads whole zero-padded panels and writes rows < m, columns < n.
+                kernel(ap, bp, kl, cp, ldc, rows, cols, k0 > 0);
+            }
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (m, kp, b, n, c, ldc, panels);
+}
+
+/// One MR×NR tile of C over `kl` K-pairs.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+#[allow(clippy::too_many_arguments)]
+unsafe fn kernel(a: *const u16, b: *const u16, kl: usize, c: *mut f32, ldc: usize, rows: usize, cols: usize, accumulate: bool) {
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    for kk in 0..kl {
+        let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(kk * NR * 2).cast()));
+        let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(b.add(kk * NR * 2 + 32).cast()));
+        let ak = a.add(kk * MR * 2).cast::<i32>();
+        for (r, acc) in acc.iter_mut().enumerate() {
+            let av: __m512bh = std::mem::transmute(_mm512_set1_epi32(ak.add(r).read_unaligned()));
+            acc[0] = _mm512_dpbf16_ps(acc[0], av, b0);
+            acc[1] = _mm512_dpbf16_ps(acc[1], av, b1);
+        }
+    }
+    let m0: __mmask16 = if cols >= 16 { 0xffff } else { (1u16 << cols) - 1 };
+    let m1: __mmask16 = if cols >= 32 { 0xffff } else if cols > 16 { (1u16 << (cols - 16)) - 1 } else { 0 };
+    for (r, acc) in acc.iter().enumerate().take(rows) {
+        let cr = c.add(r * ldc);
+        let (mut v0, mut v1) = (acc[0], acc[1]);
+        if accumulate {
+            v0 = _mm512_add_ps(v0, _mm512_maskz_loadu_ps(m0, cr));
+            v1 = _mm512_add_ps(v1, _mm512_maskz_loadu_ps(m1, cr.add(16)));
+        }
+        _mm512_mask_storeu_ps(cr, m0, v0);
+        _mm512_mask_storeu_ps(cr.add(16), m1, v1);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounding_matches_torch() {
+        // Round to nearest, ties to even, on the 16 dropped bits.
+        assert_eq!(to_bf16(1.0), 0x3f80);
+        assert_eq!(to_bf16(f32::from_bits(0x3f80_8000)), 0x3f80); // tie, even stays
+        assert_eq!(to_bf16(f32::from_bits(0x3f81_8000)), 0x3f82); // tie, odd rounds up
+        assert_eq!(to_bf16(f32::from_bits(0x3f80_8001)), 0x3f81);
+        assert!(from_bf16(to_bf16(f32::NAN)).is_nan());
+        assert_eq!(from_bf16(to_bf16(-2.5)), -2.5);
+    }
+
+    /// Against an f64 product of the bf16-rounded inputs, for shapes with every kind of edge.
+    #[test]
+    fn matches_a_reference_product() {
+        if !available() {
+            eprintln!("skipped: this CPU has no AVX-512 BF16");
+            return;
+        }
+        let mut seed = 1u64;
+        let mut rnd = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        for &(m, k, n) in &[(1, 1, 1), (8, 2, 32), (9, 3, 33), (64, 576, 49), (17, 300, 70), (3, 257, 16), (16, 64, 100)] {
+            let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
+            let ldb = n + 3;
+            let b: Vec<f32> = (0..k * ldb).map(|_| rnd()).collect();
+            let pa = PackedA::new(&a, m, k);
+            let mut pb = Vec::new();
+            pack_b(&b, k, n, ldb, &mut pb);
+            let ldc = n + 1;
+            let mut c = vec![f32::NAN; m * ldc];
+            gemm(&pa, &pb, n, &mut c, ldc, 1 + m % 3);
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f64 = (0..k).map(|kk| from_bf16(to_bf16(a[i * k + kk])) as f64 * from_bf16(to_bf16(b[kk * ldb + j])) as f64).sum();
+                    let got = c[i * ldc + j] as f64;
+                    assert!((got - want).abs() <= 1e-4 * (1.0 + k as f64).sqrt(), "{m}x{k}x{n} at ({i},{j}): {got} vs {want}");
+                }
+                // The padding column of C is not written.
+                assert!(c[i * ldc + n].is_nan(), "{m}x{k}x{n}: wrote past column {n}");
+            }
+        }
+    }
+}
