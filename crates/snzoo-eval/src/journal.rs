@@ -186,5 +186,17 @@ mod tests {
         let mut other = header();
         other.preprocess = serde_json::json!({"resize": 320});
         assert!(matches!(Journal::open(&p, &other), Err(JournalError::Mismatch { what: "the preprocessing", .. })));
+        let mut other = header();
+        other.compute = "bf16".into();
+        assert!(matches!(Journal::open(&p, &other), Err(JournalError::Mismatch { what: "--dtype", .. })));
+    }
+
+    /// Journals written before the precision was recorded were f32 runs.
+    #[test]
+    fn a_journal_without_compute_is_f32() {
+        let mut v = serde_json::to_value(header()).unwrap();
+        v.as_object_mut().unwrap().remove("compute");
+        let h: JournalHeader = serde_json::from_value(v).unwrap();
+        assert_eq!(h, header());
     }
 }

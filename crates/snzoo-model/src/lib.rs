@@ -9,9 +9,10 @@
 //!   of the architecture from a state dict (no candle needed for that part).
 //!
 //! * [`train`]: trainable networks, the SN running-statistics update, `torch.optim.SGD`.
-//! * CPU inference kernels used by [`ResNetSn::forward`] for f32: [`conv`] (im2col + GEMM),
-//!   [`fused`] (SN with the following ReLU), [`elementwise`] (residual add, max-pool), scheduled by
-//!   [`parallel`] (one image per thread). With the `cuda` feature, [`fused`] also runs on CUDA.
+//! * CPU inference kernels used by [`ResNetSn::forward`] for f32: [`conv`] (im2col + GEMM, or the
+//!   bf16 GEMM of [`gemm_bf16`] with [`ResNetSn::with_bf16_convolutions`]), [`fused`] (SN with the
+//!   following ReLU), [`elementwise`] (residual add, max-pool), scheduled by [`parallel`] (one
+//!   image per thread). With the `cuda` feature, [`fused`] also runs on CUDA.
 //!
 //! This crate knows nothing of files or downloads: give it a `VarBuilder` or tensors.
 

@@ -162,6 +162,16 @@ fn shards_merge_to_the_whole() {
     // Missing or repeated shards are refused.
     assert_eq!(snzoo(&["eval", "--merge", s(&a)]).status.code(), Some(1));
     assert_eq!(snzoo(&["eval", "--merge", s(&a), s(&a)]).status.code(), Some(1));
+    assert_eq!(report(&a).compute, "f32");
+    // A shard computed in another precision is refused (where this CPU runs bf16 at all).
+    if snzoo_model::gemm_bf16::available() {
+        let b16 = d.path().join("b16.json");
+        ok(&["eval", "-w", s(&w), "--data", s(&data), "--shard", "1/2", "--dtype", "bf16", "-o", s(&b16), "-q"]);
+        assert_eq!(report(&b16).compute, "bf16");
+        let out = snzoo(&["eval", "--merge", s(&a), s(&b16)]);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(String::from_utf8_lossy(&out.stderr).contains("--dtype"), "{}", String::from_utf8_lossy(&out.stderr));
+    }
     // --limit takes the first N in canonical order.
     let r: Report = serde_json::from_str(&ok(&["eval", "-w", s(&w), "--data", s(&data), "--limit", "2", "--json", "-q"])).unwrap();
     assert_eq!(r.images, 2);
