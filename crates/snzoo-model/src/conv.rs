@@ -35,6 +35,38 @@ struct Geometry {
 }
 
 impl Geometry {
+    /// The geometry of a k×k convolution of an H×W input; an error names `op` when it does not fit.
+    fn new(op: &str, (h, w): (usize, usize), k: usize, s: usize, p: usize) -> Result<Self> {
+        if s == 0 || k == 0 {
+            candle_core::bail!("{op}: stride and kernel must be positive");
+        }
+        if h + 2 * p < k || w + 2 * p < k {
+            candle_core::bail!("{op}: kernel larger than the padded input");
+        }
+        Ok(Geometry { h, w, k, s, p, ho: (h + 2 * p - k) / s + 1, wo: (w + 2 * p - k) / s + 1 })
+    }
+
+    /// Calls `f(i, rhs)` for each image `i` of the contiguous (N, C_in, H, W) input `x` with its
+    /// right-hand side [C_in·k·k, H_out·W_out]: the image itself for a 1×1 stride-1 convolution,
+    /// else its im2col matrix (in this thread's scratch buffer).
+    fn for_each_rhs(&self, x: &[f32], c_in: usize, serial: bool, mut f: impl FnMut(usize, &[f32])) {
+        let direct = self.k == 1 && self.s == 1 && self.p == 0;
+        let len = c_in * self.k * self.k * self.ho * self.wo;
+        COLUMNS.with_borrow_mut(|scratch| {
+            if !direct && scratch.len() < len {
+                scratch.resize(len, 0.0);
+            }
+            for (i, xi) in x.chunks(c_in * self.h * self.w).enumerate() {
+                if direct {
+                    f(i, xi);
+                } else {
+                    self.im2col(xi, &mut scratch[..len], serial);
+                    f(i, &scratch[..len]);
+                }
+            }
+        })
+    }
+
     /// Fills `col` ([C_in·k·k, H_out·W_out]) from one image `xi` ([C_in, H, W]).
     fn im2col(&self, xi: &[f32], col: &mut [f32], serial: bool) {
         let Geometry { h, w, k, s, p, ho, wo } = *self;
@@ -90,28 +122,14 @@ impl CustomOp2 for Conv2dIm2col {
             (CpuStorage::F32(x), CpuStorage::F32(k), Some((a, b)), Some((c, d))) => (&x[a..b], &k[c..d]),
             _ => candle_core::bail!("conv2d-im2col-nchw needs contiguous f32 input and kernel"),
         };
-        let (s, p) = (self.stride, self.padding);
-        if h + 2 * p < kh || w + 2 * p < kw {
-            candle_core::bail!("conv2d-im2col-nchw: kernel larger than the padded input");
-        }
-        let (ho, wo) = ((h + 2 * p - kh) / s + 1, (w + 2 * p - kw) / s + 1);
-        let geometry = Geometry { h, w, k: kh, s, p, ho, wo };
-        let (kk, hwo) = (c_in * kh * kw, ho * wo);
-        let direct = kh == 1 && s == 1 && p == 0;
+        let geometry = Geometry::new("conv2d-im2col-nchw", (h, w), kh, self.stride, self.padding)?;
+        let (kk, hwo) = (c_in * kh * kw, geometry.ho * geometry.wo);
         let serial = crate::parallel::is_serial();
         let threads = if serial { 1 } else { rayon::current_num_threads() };
         let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-        let fill = |out: &mut [MaybeUninit<f32>]| COLUMNS.with_borrow_mut(|scratch| {
-            if !direct && scratch.len() < kk * hwo {
-                scratch.resize(kk * hwo, 0.0);
-            }
-            for (xi, dst) in x.chunks(c_in * h * w).zip(out.chunks_mut(c_out * hwo)) {
-                let rhs: &[f32] = if direct {
-                    xi
-                } else {
-                    geometry.im2col(xi, &mut scratch[..kk * hwo], serial);
-                    &scratch[..kk * hwo]
-                };
+        let fill = |out: &mut [MaybeUninit<f32>]| {
+            geometry.for_each_rhs(x, c_in, serial, |i, rhs| {
+                let dst = &mut out[i * c_out * hwo..(i + 1) * c_out * hwo];
                 // SAFETY: the three buffers are live, disjoint, and hold m×k, k×n and m×n
                 // row-major f32 matrices as described by the strides below; with `read_dst`
                 // false the GEMM writes every element of `dst` and reads none.
@@ -124,11 +142,11 @@ impl CustomOp2 for Conv2dIm2col {
                         0.0f32, 1.0f32, false, false, false, par,
                     );
                 }
-            }
-        });
+            })
+        };
         // SAFETY: the GEMMs write every element of every image's output.
         let out = unsafe { crate::parallel::output_buffer(n * c_out * hwo, fill) };
-        Ok((CpuStorage::F32(out), Shape::from((n, c_out, ho, wo))))
+        Ok((CpuStorage::F32(out), Shape::from((n, c_out, geometry.ho, geometry.wo))))
     }
 }
 
@@ -167,36 +185,21 @@ impl CustomOp1 for Conv2dBf16 {
             (CpuStorage::F32(x), Some((a, b))) => &x[a..b],
             _ => candle_core::bail!("conv2d-bf16 needs a contiguous f32 input"),
         };
-        if h + 2 * p < k || w + 2 * p < k {
-            candle_core::bail!("conv2d-bf16: kernel larger than the padded input");
-        }
-        let (ho, wo) = ((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1);
-        let geometry = Geometry { h, w, k, s, p, ho, wo };
-        let hwo = ho * wo;
-        let direct = k == 1 && s == 1 && p == 0;
+        let geometry = Geometry::new("conv2d-bf16", (h, w), k, s, p)?;
+        let hwo = geometry.ho * geometry.wo;
         let serial = crate::parallel::is_serial();
         let threads = if serial { 1 } else { rayon::current_num_threads() };
         let fill = |out: &mut [MaybeUninit<f32>]| {
-            COLUMNS.with_borrow_mut(|scratch| {
-                PACKED_COLUMNS.with_borrow_mut(|packed| {
-                    if !direct && scratch.len() < kk * hwo {
-                        scratch.resize(kk * hwo, 0.0);
-                    }
-                    for (xi, dst) in x.chunks(c_in * h * w).zip(out.chunks_mut(c_out * hwo)) {
-                        let rhs: &[f32] = if direct {
-                            xi
-                        } else {
-                            geometry.im2col(xi, &mut scratch[..kk * hwo], serial);
-                            &scratch[..kk * hwo]
-                        };
-                        crate::gemm_bf16::pack_b(rhs, kk, hwo, hwo, packed);
-                        crate::gemm_bf16::gemm_into(&self.weights, packed, hwo, dst, hwo, threads);
-                    }
+            PACKED_COLUMNS.with_borrow_mut(|packed| {
+                geometry.for_each_rhs(x, c_in, serial, |i, rhs| {
+                    crate::gemm_bf16::pack_b(rhs, kk, hwo, hwo, packed);
+                    let dst = &mut out[i * c_out * hwo..(i + 1) * c_out * hwo];
+                    crate::gemm_bf16::gemm_into(&self.weights, packed, hwo, dst, hwo, threads);
                 })
             })
         };
         // SAFETY: the GEMMs write every element of every image's output.
         let out = unsafe { crate::parallel::output_buffer(n * c_out * hwo, fill) };
-        Ok((CpuStorage::F32(out), Shape::from((n, c_out, ho, wo))))
+        Ok((CpuStorage::F32(out), Shape::from((n, c_out, geometry.ho, geometry.wo))))
     }
 }

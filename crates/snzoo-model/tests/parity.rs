@@ -19,24 +19,38 @@ fn relative_error(got: &[f32], expected: &[f32]) -> f32 {
     got.iter().zip(expected).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale
 }
 
+/// A fixture checkpoint as the CLI loads it: training-only keys dropped, architecture inferred.
+fn fixture_model(name: &str) -> (ResNetSnConfig, ResNetSn) {
+    let mut ck = read_torch_checkpoint(&fixture(&format!("models/{name}.pth"))).unwrap();
+    ck.tensors.retain(|(k, _)| !snzoo_model::is_training_only(k));
+    let shapes: BTreeMap<String, Vec<usize>> = ck.tensors.iter().map(|(k, t)| (k.clone(), t.shape.clone())).collect();
+    let config = ResNetSnConfig::infer(&shapes).unwrap();
+    let bytes = serialize_safetensors(&ck.tensors, &config.to_metadata()).unwrap();
+    let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu).unwrap();
+    let model = ResNetSn::new(&config, vb).unwrap();
+    (config, model)
+}
+
+/// The fixtures' input batch (N, 3, 112, 112).
+fn fixture_input() -> Tensor {
+    let (shape, input) = read_npy_f32(&fixture("models/input.npy")).unwrap();
+    Tensor::from_vec(input, shape, &Device::Cpu).unwrap()
+}
+
+fn manifest() -> Vec<serde_json::Value> {
+    let m: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture("models/manifest.json")).unwrap()).unwrap();
+    m.as_array().unwrap().clone()
+}
+
 #[test]
 fn tiny_models_match_pytorch_logits() {
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture("models/manifest.json")).unwrap()).unwrap();
-    let (shape, input) = read_npy_f32(&fixture("models/input.npy")).unwrap();
-    let x = Tensor::from_vec(input, shape, &Device::Cpu).unwrap();
-    for m in manifest.as_array().unwrap() {
+    let x = fixture_input();
+    for m in manifest() {
         let name = m["name"].as_str().unwrap();
-        let mut ck = read_torch_checkpoint(&fixture(&format!("models/{name}.pth"))).unwrap();
-        ck.tensors.retain(|(k, _)| !snzoo_model::is_training_only(k));
-        let shapes: BTreeMap<String, Vec<usize>> = ck.tensors.iter().map(|(k, t)| (k.clone(), t.shape.clone())).collect();
-        let config = ResNetSnConfig::infer(&shapes).unwrap();
+        let (config, model) = fixture_model(name);
         assert_eq!(config.arch_name(), m["arch"].as_str().unwrap());
         assert_eq!(config.using_bn, m["using_bn"].as_bool().unwrap());
         assert_eq!(config.num_classes as u64, m["num_classes"].as_u64().unwrap());
-        let bytes = serialize_safetensors(&ck.tensors, &config.to_metadata()).unwrap();
-        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu).unwrap();
-        let model = ResNetSn::new(&config, vb).unwrap();
         let logits = model.forward(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let (_, expected) = read_npy_f32(&fixture(&format!("models/{name}.logits.npy"))).unwrap();
         let err = relative_error(&logits, &expected);
@@ -62,17 +76,10 @@ fn a_one_pixel_feature_map_is_an_error_not_nan() {
 /// kernels that spread over one thread, and the plain candle operations give the same logits.
 #[test]
 fn every_schedule_gives_the_same_logits() {
-    let (shape, input) = read_npy_f32(&fixture("models/input.npy")).unwrap();
-    assert!(shape[0] >= 2, "the input needs several images");
-    let x = Tensor::from_vec(input, shape, &Device::Cpu).unwrap();
+    let x = fixture_input();
+    assert!(x.dim(0).unwrap() >= 2, "the input needs several images");
     for name in ["r50v1_bn_legacy_wrapped", "r50v2_bn_legacy_wrapped", "tv_r50_bn_zip"] {
-        let mut ck = read_torch_checkpoint(&fixture(&format!("models/{name}.pth"))).unwrap();
-        ck.tensors.retain(|(k, _)| !snzoo_model::is_training_only(k));
-        let shapes: BTreeMap<String, Vec<usize>> = ck.tensors.iter().map(|(k, t)| (k.clone(), t.shape.clone())).collect();
-        let config = ResNetSnConfig::infer(&shapes).unwrap();
-        let bytes = serialize_safetensors(&ck.tensors, &config.to_metadata()).unwrap();
-        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu).unwrap();
-        let model = ResNetSn::new(&config, vb).unwrap();
+        let (_, model) = fixture_model(name);
         let run = |threads: usize, f: &(dyn Fn() -> Tensor + Sync)| {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
             pool.install(f).flatten_all().unwrap().to_vec1::<f32>().unwrap()
@@ -95,19 +102,10 @@ fn bf16_convolutions_stay_close_to_pytorch() {
         eprintln!("skipped: this CPU has no AVX-512 BF16");
         return;
     }
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture("models/manifest.json")).unwrap()).unwrap();
-    let (shape, input) = read_npy_f32(&fixture("models/input.npy")).unwrap();
-    let x = Tensor::from_vec(input, shape, &Device::Cpu).unwrap();
-    for m in manifest.as_array().unwrap() {
+    let x = fixture_input();
+    for m in manifest() {
         let name = m["name"].as_str().unwrap();
-        let mut ck = read_torch_checkpoint(&fixture(&format!("models/{name}.pth"))).unwrap();
-        ck.tensors.retain(|(k, _)| !snzoo_model::is_training_only(k));
-        let shapes: BTreeMap<String, Vec<usize>> = ck.tensors.iter().map(|(k, t)| (k.clone(), t.shape.clone())).collect();
-        let config = ResNetSnConfig::infer(&shapes).unwrap();
-        let bytes = serialize_safetensors(&ck.tensors, &config.to_metadata()).unwrap();
-        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu).unwrap();
-        let model = ResNetSn::new(&config, vb).unwrap().with_bf16_convolutions().unwrap();
+        let model = fixture_model(name).1.with_bf16_convolutions().unwrap();
         let logits = model.forward(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let (_, expected) = read_npy_f32(&fixture(&format!("models/{name}.logits.npy"))).unwrap();
         let err = relative_error(&logits, &expected);

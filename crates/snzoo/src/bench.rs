@@ -14,6 +14,7 @@ use crate::zoo::resolve_weights;
 pub struct BenchArgs {
     #[command(flatten)]
     pub model: crate::zoo::ModelArg,
+    /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
     /// Measure for at least this long (after one warm-up batch; at least 3 batches).
@@ -56,6 +57,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let spec = args.model.spec();
     let (path, _) = resolve_weights(&spec, args.json)?;
     if args.pipeline {
+        if args.dtype == "f16" {
+            bail!("--pipeline measures `snzoo eval`, which computes in f32 or bf16, not f16");
+        }
         return pipeline(args, &path, threads);
     }
     if args.batch_size == 0 {
@@ -134,7 +138,7 @@ fn pipeline(args: &BenchArgs, weights: &std::path::Path, threads: usize) -> Resu
         .arg(weights)
         .arg("--data")
         .arg(data)
-        .args(["--batch-size", &args.batch_size.to_string(), "--threads", &threads.to_string(), "--device", &args.device, "--json", "--quiet"])
+        .args(["--batch-size", &args.batch_size.to_string(), "--threads", &threads.to_string(), "--device", &args.device, "--dtype", &args.dtype, "--json", "--quiet"])
         .output()
         .context("cannot run snzoo eval")?;
     if !out.status.success() {
@@ -143,7 +147,7 @@ fn pipeline(args: &BenchArgs, weights: &std::path::Path, threads: usize) -> Resu
     let r: serde_json::Value = serde_json::from_slice(&out.stdout)?;
     let res = serde_json::json!({
         "images_per_second": r["images_per_second"], "batch_size": args.batch_size, "threads": threads,
-        "dtype": "f32", "arch": r["weights"]["arch"], "images": r["images"], "stage_seconds": r["stage_seconds"],
+        "dtype": args.dtype, "device": args.device, "arch": r["weights"]["arch"], "images": r["images"], "stage_seconds": r["stage_seconds"],
         "wall_seconds": r["wall_seconds"],
     });
     if args.json {
