@@ -10,6 +10,8 @@ use std::mem::MaybeUninit;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape};
 use rayon::prelude::*;
 
+use crate::parallel::contiguous_f32;
+
 thread_local! {
     /// The im2col matrix, kept between calls (every element is written before the GEMM reads it).
     static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -48,8 +50,8 @@ impl Geometry {
 
     /// Calls `f(i, rhs)` for each image `i` of the contiguous (N, C_in, H, W) input `x` with its
     /// right-hand side [C_in·k·k, H_out·W_out]: the image itself for a 1×1 stride-1 convolution,
-    /// else its im2col matrix (in this thread's scratch buffer).
-    fn for_each_rhs(&self, x: &[f32], c_in: usize, serial: bool, mut f: impl FnMut(usize, &[f32])) {
+    /// else its im2col matrix (in this thread's scratch buffer, filled by `threads` threads).
+    fn for_each_rhs(&self, x: &[f32], c_in: usize, threads: usize, mut f: impl FnMut(usize, &[f32])) {
         let direct = self.k == 1 && self.s == 1 && self.p == 0;
         let len = c_in * self.k * self.k * self.ho * self.wo;
         COLUMNS.with_borrow_mut(|scratch| {
@@ -60,15 +62,16 @@ impl Geometry {
                 if direct {
                     f(i, xi);
                 } else {
-                    self.im2col(xi, &mut scratch[..len], serial);
+                    self.im2col(xi, &mut scratch[..len], threads > 1);
                     f(i, &scratch[..len]);
                 }
             }
         })
     }
 
-    /// Fills `col` ([C_in·k·k, H_out·W_out]) from one image `xi` ([C_in, H, W]).
-    fn im2col(&self, xi: &[f32], col: &mut [f32], serial: bool) {
+    /// Fills `col` ([C_in·k·k, H_out·W_out]) from one image `xi` ([C_in, H, W]), its rows spread
+    /// over the pool when `parallel`.
+    fn im2col(&self, xi: &[f32], col: &mut [f32], parallel: bool) {
         let Geometry { h, w, k, s, p, ho, wo } = *self;
         let fill_row = |(r, row): (usize, &mut [f32])| {
             let (ci, ky, kx) = (r / (k * k), (r / k) % k, r % k);
@@ -99,10 +102,10 @@ impl Geometry {
                 }
             }
         };
-        if serial {
-            col.chunks_mut(ho * wo).enumerate().for_each(fill_row);
-        } else {
+        if parallel {
             col.par_chunks_mut(ho * wo).enumerate().for_each(fill_row);
+        } else {
+            col.chunks_mut(ho * wo).enumerate().for_each(fill_row);
         }
     }
 }
@@ -118,17 +121,14 @@ impl CustomOp2 for Conv2dIm2col {
         if c_in != c_in_k || kh != kw || c_in == 0 || c_out == 0 {
             candle_core::bail!("conv2d-im2col-nchw: input {:?} and kernel {:?} do not fit", l1.shape(), l2.shape());
         }
-        let (x, k) = match (s1, s2, l1.contiguous_offsets(), l2.contiguous_offsets()) {
-            (CpuStorage::F32(x), CpuStorage::F32(k), Some((a, b)), Some((c, d))) => (&x[a..b], &k[c..d]),
-            _ => candle_core::bail!("conv2d-im2col-nchw needs contiguous f32 input and kernel"),
-        };
+        let x = contiguous_f32("conv2d-im2col-nchw", s1, l1)?;
+        let k = contiguous_f32("conv2d-im2col-nchw", s2, l2)?;
         let geometry = Geometry::new("conv2d-im2col-nchw", (h, w), kh, self.stride, self.padding)?;
         let (kk, hwo) = (c_in * kh * kw, geometry.ho * geometry.wo);
-        let serial = crate::parallel::is_serial();
-        let threads = if serial { 1 } else { rayon::current_num_threads() };
+        let threads = crate::parallel::threads();
         let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
         let fill = |out: &mut [MaybeUninit<f32>]| {
-            geometry.for_each_rhs(x, c_in, serial, |i, rhs| {
+            geometry.for_each_rhs(x, c_in, threads, |i, rhs| {
                 let dst = &mut out[i * c_out * hwo..(i + 1) * c_out * hwo];
                 // SAFETY: the three buffers are live, disjoint, and hold m×k, k×n and m×n
                 // row-major f32 matrices as described by the strides below; with `read_dst`
@@ -181,17 +181,13 @@ impl CustomOp1 for Conv2dBf16 {
         if !crate::gemm_bf16::available() {
             candle_core::bail!("conv2d-bf16 needs a CPU with AVX-512 BF16");
         }
-        let x = match (s1, l1.contiguous_offsets()) {
-            (CpuStorage::F32(x), Some((a, b))) => &x[a..b],
-            _ => candle_core::bail!("conv2d-bf16 needs a contiguous f32 input"),
-        };
+        let x = contiguous_f32("conv2d-bf16", s1, l1)?;
         let geometry = Geometry::new("conv2d-bf16", (h, w), k, s, p)?;
         let hwo = geometry.ho * geometry.wo;
-        let serial = crate::parallel::is_serial();
-        let threads = if serial { 1 } else { rayon::current_num_threads() };
+        let threads = crate::parallel::threads();
         let fill = |out: &mut [MaybeUninit<f32>]| {
             PACKED_COLUMNS.with_borrow_mut(|packed| {
-                geometry.for_each_rhs(x, c_in, serial, |i, rhs| {
+                geometry.for_each_rhs(x, c_in, threads, |i, rhs| {
                     crate::gemm_bf16::pack_b(rhs, kk, hwo, hwo, packed);
                     let dst = &mut out[i * c_out * hwo..(i + 1) * c_out * hwo];
                     crate::gemm_bf16::gemm_into(&self.weights, packed, hwo, dst, hwo, threads);

@@ -8,15 +8,10 @@ use std::mem::MaybeUninit;
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape};
 use rayon::prelude::*;
 
+use crate::parallel::contiguous_f32;
+
 /// Elements per parallel task, and below twice this the kernels stay on the calling thread.
 const CHUNK: usize = 1 << 16;
-
-fn contiguous_f32<'a>(name: &str, s: &'a CpuStorage, l: &Layout) -> Result<&'a [f32]> {
-    match (s, l.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
-        _ => candle_core::bail!("{name} needs a contiguous f32 input"),
-    }
-}
 
 /// `a + b`, then `max(·, 0)` when `relu`: the end of a residual block.
 #[derive(Debug, Clone, Copy)]

@@ -52,7 +52,7 @@ pub struct PackedA {
     k: usize,
     /// K-pairs: ⌈K/2⌉.
     kp: usize,
-    /// [⌈M/MR⌉][kp][MR][2]
+    /// `[⌈M/MR⌉][kp][MR][2]`
     data: Vec<u16>,
 }
 
@@ -80,7 +80,7 @@ impl PackedA {
     }
 }
 
-/// Packs a row-major K×N f32 matrix (row stride `ldb`) into `out`: [⌈N/NR⌉][⌈K/2⌉][NR][2] bf16,
+/// Packs a row-major K×N f32 matrix (row stride `ldb`) into `out`: `[⌈N/NR⌉][⌈K/2⌉][NR][2]` bf16,
 /// zero-padded. Panics if the CPU lacks AVX-512 BF16 (check [`available`]).
 pub fn pack_b(b: &[f32], k: usize, n: usize, ldb: usize, out: &mut Vec<u16>) {
     assert!(available(), "pack_b needs AVX-512 BF16");
@@ -132,7 +132,7 @@ pub fn gemm(a: &PackedA, b: &[u16], n: usize, c: &mut [f32], ldc: usize, threads
     gemm_into(a, b, n, unsafe { &mut *(c as *mut [f32] as *mut [MaybeUninit<f32>]) }, ldc, threads)
 }
 
-/// [`gemm`] into an uninitialised C: the first N columns of its M rows are written, nothing read.
+/// [`gemm`](fn@gemm) into an uninitialised C: the first N columns of its M rows are written, nothing read.
 pub fn gemm_into(a: &PackedA, b: &[u16], n: usize, c: &mut [MaybeUninit<f32>], ldc: usize, threads: usize) {
     assert!(available(), "gemm_bf16 needs AVX-512 BF16");
     let (m, kp) = (a.m, a.kp);

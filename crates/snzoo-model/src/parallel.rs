@@ -5,13 +5,27 @@
 //! pool, each image through the whole network on one thread, rather than splitting every layer
 //! across threads. That keeps each image's activations in its core's cache and avoids a
 //! synchronisation per layer. Inside such a task the kernels run serially: [`serially`] marks the
-//! current thread, [`is_serial`] tells a kernel.
+//! current thread, [`is_serial`] and [`threads`] tell a kernel.
+//!
+//! Also the kernels' shared plumbing: their f32 operands as contiguous slices, and output buffers
+//! that are not zeroed before the kernel writes them.
 
 use std::cell::Cell;
 use std::mem::MaybeUninit;
 
+use candle_core::{CpuStorage, Layout};
+
 thread_local! {
     static SERIAL: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Threads a kernel called here may use: 1 inside [`serially`], else the rayon pool's.
+pub fn threads() -> usize {
+    if is_serial() {
+        1
+    } else {
+        rayon::current_num_threads()
+    }
 }
 
 /// Whether kernels called on this thread should stay on it.
@@ -29,6 +43,14 @@ pub fn serially<R>(f: impl FnOnce() -> R) -> R {
     }
     let _restore = Restore(SERIAL.with(|s| s.replace(true)));
     f()
+}
+
+/// A kernel's f32 operand as one contiguous slice; an error naming the kernel otherwise.
+pub(crate) fn contiguous_f32<'a>(kernel: &str, s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
+    match (s, l.contiguous_offsets()) {
+        (CpuStorage::F32(v), Some((a, b))) => Ok(&v[a..b]),
+        _ => candle_core::bail!("{kernel} needs contiguous f32 operands"),
+    }
 }
 
 /// A buffer of `len` f32 for a kernel's output, without zeroing it first: `fill` gets the
