@@ -34,6 +34,14 @@ MODELS = [
 LR, MOMENTUM, WD = 0.01, 0.9, 1e-4
 
 
+def sgd_steps(model, x, y, steps):
+    """`steps` steps of torch.optim.SGD (LR, MOMENTUM, WD) on cross-entropy for one batch."""
+    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WD)
+    for _ in range(steps):
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+
 def set_moving_average(model, on):
     for m in model.modules():
         if isinstance(m, SwitchNorm2d):
@@ -75,11 +83,7 @@ def main():
             base.load_state_dict(start)
             set_moving_average(base, ma)
             base.train()
-            opt = torch.optim.SGD(base.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WD)
-            for _ in range(3):
-                opt.zero_grad()
-                F.cross_entropy(base(x), y).backward()
-                opt.step()
+            sgd_steps(base, x, y, 3)
             if ma:
                 out.update({'step3_ma.' + k: v.detach().clone() for k, v in base.state_dict().items()})
             else:
@@ -108,11 +112,7 @@ def make_finetune_fixture():
     model = build('v1', 18, width=4, num_classes=10, using_bn=True, dropout=0.0)
     model.load_state_dict(torch.load(os.path.join(root, 'models', 'r18v1_bn_zip.pth')))
     model.train()
-    opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=MOMENTUM, weight_decay=WD)
-    for _ in range(3):
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
+    sgd_steps(model, x, y, 3)
     save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()},
               os.path.join(OUT, 'finetune_r18v1_3steps.safetensors'))
 
