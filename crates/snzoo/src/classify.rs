@@ -9,7 +9,6 @@ use snzoo_convert::{npy::npy_f32_bytes, write_atomically};
 use snzoo_eval::metrics::top_k;
 use snzoo_preprocess::EvalTransform;
 
-use crate::weights::load_model;
 
 #[derive(Debug, clap::Args)]
 pub struct ClassifyArgs {
@@ -33,13 +32,8 @@ pub struct ClassifyArgs {
     /// Images per forward pass.
     #[arg(long, default_value_t = 16)]
     pub batch_size: usize,
-    /// Where the forward pass runs: cpu, cuda (GPU 0) or cuda:N (CUDA needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu", value_parser = crate::device::valid_spec)]
-    pub device: String,
-    /// bf16: every convolution's input and weights rounded to bf16, products accumulated in f32
-    /// (CPUs with AVX-512 BF16); SN, pooling and the classifier stay f32.
-    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
-    pub dtype: String,
+    #[command(flatten)]
+    pub compute: crate::device::ComputeArgs,
     /// [MODEL] IMAGE...: image files (JPEG, PNG, ...; the format is read from the content, not the
     /// name), preceded by the model when --weights is not given.
     #[arg(required = true, value_name = "IMAGE")]
@@ -65,15 +59,13 @@ pub fn softmax(logits: &[f32]) -> Vec<f32> {
 }
 
 pub fn run(args: &ClassifyArgs) -> Result<()> {
-    let device = crate::device::open(&args.device)?;
     let (spec, images) = match &args.weights {
         Some(w) => (w.clone(), &args.images[..]),
         None if args.images.len() >= 2 => (args.images[0].clone(), &args.images[1..]),
         None => anyhow::bail!("give the model (--weights W, or a name or file before the images) and at least one image"),
     };
     let (weights, _) = crate::zoo::resolve_weights(&spec, false)?;
-    let mut loaded = load_model(&weights, &device)?;
-    loaded.model = crate::device::with_dtype(loaded.model, &device, &args.dtype)?;
+    let (device, loaded) = args.compute.load(&weights)?;
     let transform = EvalTransform::default();
     let crop = transform.crop;
     let mut inputs: Vec<f32> = Vec::with_capacity(images.len() * 3 * crop * crop);

@@ -31,13 +31,31 @@ pub fn open(spec: &str) -> Result<Device> {
     Device::new_cuda(ordinal).with_context(|| format!("cannot open CUDA device {ordinal}"))
 }
 
-/// `--dtype` of `classify` and `eval`: `bf16` makes the CPU convolutions bf16 (f32 accumulation).
-pub fn with_dtype(model: snzoo_model::ResNetSn, device: &Device, dtype: &str) -> Result<snzoo_model::ResNetSn> {
-    match (dtype, device.is_cpu()) {
-        ("f32", _) => Ok(model),
-        ("bf16", true) => Ok(model.with_bf16_convolutions()?),
-        ("bf16", false) => bail!("--dtype bf16 with --device cuda: only `snzoo bench` runs bf16 on CUDA so far"),
-        (other, _) => bail!("unknown --dtype {other:?}"),
+/// `--device` and `--dtype` of the commands that run a model (`classify`, `eval`).
+#[derive(Debug, Clone, clap::Args)]
+pub struct ComputeArgs {
+    /// Where the forward pass runs: cpu, cuda (GPU 0) or cuda:N (CUDA needs a build with `--features cuda`).
+    #[arg(long, default_value = "cpu", value_parser = crate::device::valid_spec)]
+    pub device: String,
+    /// bf16: every convolution's input and weights rounded to bf16, products accumulated in f32
+    /// (CPUs with AVX-512 BF16); SN, pooling and the classifier stay f32.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
+    pub dtype: String,
+}
+
+impl ComputeArgs {
+    /// Opens the device and loads the model from `weights` onto it, in the precision asked for:
+    /// `bf16` makes the CPU convolutions bf16 (f32 accumulation).
+    pub fn load(&self, weights: &std::path::Path) -> Result<(Device, crate::weights::LoadedModel)> {
+        let device = open(&self.device)?;
+        let mut loaded = crate::weights::load_model(weights, &device)?;
+        loaded.model = match (self.dtype.as_str(), device.is_cpu()) {
+            ("f32", _) => loaded.model,
+            ("bf16", true) => loaded.model.with_bf16_convolutions()?,
+            ("bf16", false) => bail!("--dtype bf16 with --device cuda: only `snzoo bench` runs bf16 on CUDA so far"),
+            (other, _) => bail!("unknown --dtype {other:?}"),
+        };
+        Ok((device, loaded))
     }
 }
 

@@ -18,7 +18,6 @@ use snzoo_eval::{ImageResult, Tally};
 use snzoo_model::ResNetSn;
 use snzoo_preprocess::EvalTransform;
 
-use crate::weights::load_model;
 
 /// The bundled default: a tiny SN ResNet-50 and a small labelled ImageFolder of real photos.
 const BUNDLED_WEIGHTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/models/tiny-resnet50v1-sn.pth");
@@ -57,13 +56,8 @@ pub struct EvalArgs {
     /// Threads for decoding/preprocessing and for the forward pass (default: all cores).
     #[arg(long)]
     pub threads: Option<usize>,
-    /// Where the forward pass runs: cpu, cuda (GPU 0) or cuda:N (CUDA needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu", value_parser = crate::device::valid_spec)]
-    pub device: String,
-    /// bf16: every convolution's input and weights rounded to bf16, products accumulated in f32
-    /// (CPUs with AVX-512 BF16); SN, pooling and the classifier stay f32.
-    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16"])]
-    pub dtype: String,
+    #[command(flatten)]
+    pub compute: crate::device::ComputeArgs,
     /// Evaluate only the first N images (canonical order).
     #[arg(long)]
     pub limit: Option<usize>,
@@ -258,9 +252,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
 
     let dataset = Dataset::discover(&data, args.labels.as_deref()).with_context(|| format!("dataset {}", data.display()))?;
     let (weights_path, model_card) = crate::zoo::resolve_weights(&weights_spec, args.quiet)?;
-    let device = crate::device::open(&args.device)?;
-    let mut loaded = load_model(&weights_path, &device)?;
-    loaded.model = crate::device::with_dtype(loaded.model, &device, &args.dtype)?;
+    let (device, loaded) = args.compute.load(&weights_path)?;
     let classes = loaded.config.num_classes;
     if let Some(s) = dataset.samples.iter().find(|s| s.label >= classes) {
         bail!("{}: label {} is out of range for a model with {classes} classes", s.rel, s.label);
@@ -294,7 +286,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
             dataset_root: root.display().to_string(),
             selection: selection_key,
             preprocess: serde_json::to_value(&preprocess)?,
-            compute: args.dtype.clone(),
+            compute: args.compute.dtype.clone(),
         };
         let (j, d) = Journal::open(Path::new(&p), &header)?;
         let in_selection: HashSet<usize> = selection.iter().copied().collect();
@@ -377,7 +369,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
             shard: args.shard,
         },
         preprocess,
-        compute: args.dtype.clone(),
+        compute: args.compute.dtype.clone(),
         claim: model_card.map(|c| ClaimComparison {
             model: c.name.clone(),
             claimed_top1: c.claimed.top1,
