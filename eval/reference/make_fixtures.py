@@ -205,6 +205,20 @@ def make_hostile():
         pass
 
 
+def make_zip_names():
+    """torch.save archives whose entry prefix (the file's stem) is 1..200 characters long, in one
+    tar.gz: every file torch.save writes must load (a 21-character prefix once did not)."""
+    import tarfile
+    import tempfile
+    sd = {'w': torch.tensor([1.0, 2.0, 3.0])}
+    out = os.path.join(ROOT, 'checkpoints', 'zip_names.tar.gz')
+    with tempfile.TemporaryDirectory() as tmp, tarfile.open(out, 'w:gz') as tar:
+        for n in range(1, 201):
+            name = 'c' * n + '.pth'
+            torch.save(sd, os.path.join(tmp, name))
+            tar.add(os.path.join(tmp, name), arcname=name)
+
+
 # --------------------------------------------------------------------------------------------
 # Photos and torchvision preprocessing
 
@@ -295,11 +309,16 @@ def make_evalset():
 if __name__ == '__main__':
     ap = argparse.ArgumentParser()
     ap.add_argument('--photos', required=True)
+    ap.add_argument('--only', choices=['zip_names'], help='make only this fixture')
     a = ap.parse_args()
     torch.manual_seed(0)
+    if a.only == 'zip_names':
+        make_zip_names()
+        sys.exit(0)
     make_models()
     make_storage_cases()
     make_hostile()
+    make_zip_names()
     make_photos(a.photos)
     make_classify(a.photos)
     make_evalset()

@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 
-use crate::pickle::{read_pickle, Object, PersistentIds, Pickle, PickleError, StorageRef, TensorRef, Value};
+use crate::pickle::{read_pickle_limited, Object, PersistentIds, Pickle, PickleError, PickleLimits, StorageRef, TensorRef, Value};
 use crate::{DType, Tensor};
 
 const LEGACY_MAGIC_BYTES: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
@@ -22,6 +22,8 @@ const LEGACY_PROTOCOL: i64 = 1001;
 pub enum CheckpointError {
     #[error("I/O error")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Fs(#[from] snzoo_fs::FsError),
     #[error("not a torch.save checkpoint: {0}")]
     NotACheckpoint(String),
     #[error("unsupported checkpoint: {0}")]
@@ -86,7 +88,7 @@ pub struct TorchCheckpoint {
 
 /// Reads the state dict of a `torch.save` file at `path` (see [`read_torch_checkpoint_from`]).
 pub fn read_torch_checkpoint(path: &std::path::Path) -> Result<TorchCheckpoint, CheckpointError> {
-    let file = std::fs::File::open(path)?;
+    let file = snzoo_fs::open_regular(path)?;
     read_torch_checkpoint_from(BufReader::with_capacity(1 << 16, file))
 }
 
@@ -126,8 +128,17 @@ fn read_up_to<R: Read>(r: &mut R, buf: &mut [u8]) -> std::io::Result<usize> {
 // ---------------------------------------------------------------------------------------------
 // Legacy format
 
+/// The pickles of a file can hold no more bytes than the file.
+fn limits_for(len: u64) -> PickleLimits {
+    PickleLimits { bytes: len, ..PickleLimits::default() }
+}
+
+fn read_pickle<R: Read>(reader: &mut R, persistent: PersistentIds, len: u64) -> Result<Pickle, PickleError> {
+    read_pickle_limited(reader, persistent, limits_for(len))
+}
+
 fn read_legacy<R: Read + Seek>(mut reader: R, len: u64) -> Result<TorchCheckpoint, CheckpointError> {
-    let magic = read_pickle(&mut reader, PersistentIds::Refuse)?;
+    let magic = read_pickle(&mut reader, PersistentIds::Refuse, len)?;
     let is_magic = match &magic.root {
         Some(Value::BigInt(b)) => b.as_slice() == LEGACY_MAGIC_BYTES,
         _ => false,
@@ -140,21 +151,21 @@ fn read_legacy<R: Read + Seek>(mut reader: R, len: u64) -> Result<TorchCheckpoin
         }
         return Err(CheckpointError::NotACheckpoint("the legacy magic number is missing".into()));
     }
-    let protocol = read_pickle(&mut reader, PersistentIds::Refuse)?;
+    let protocol = read_pickle(&mut reader, PersistentIds::Refuse, len)?;
     if protocol.root != Some(Value::Int(LEGACY_PROTOCOL)) {
         return Err(CheckpointError::Unsupported(format!(
             "legacy protocol version {:?} (expected {LEGACY_PROTOCOL})",
             protocol.root
         )));
     }
-    let sys_info = read_pickle(&mut reader, PersistentIds::Refuse)?;
+    let sys_info = read_pickle(&mut reader, PersistentIds::Refuse, len)?;
     if let Some(root) = &sys_info.root {
         if sys_info.dict_get(root, "little_endian") == Some(&Value::Bool(false)) {
             return Err(CheckpointError::Unsupported("saved on a big-endian machine".into()));
         }
     }
-    let object = read_pickle(&mut reader, PersistentIds::TorchStorages)?;
-    let keys_pickle = read_pickle(&mut reader, PersistentIds::Refuse)?;
+    let object = read_pickle(&mut reader, PersistentIds::TorchStorages, len)?;
+    let keys_pickle = read_pickle(&mut reader, PersistentIds::Refuse, len)?;
     let keys: Vec<String> = match keys_pickle.root.as_ref().and_then(|r| keys_pickle.object(r)) {
         Some(Object::List(items)) => items
             .iter()
@@ -227,7 +238,11 @@ fn read_bytes<R: Read>(r: &mut R, n: u64, key: &str) -> Result<Vec<u8>, Checkpoi
 
 fn read_zip<R: Read + Seek>(reader: R, len: u64) -> Result<TorchCheckpoint, CheckpointError> {
     let zerr = |e: zip::result::ZipError| CheckpointError::Zip(e.to_string());
-    let mut archive = zip::ZipArchive::new(reader).map_err(zerr)?;
+    // `torch.save` archives start at byte 0. The zip crate's search for an offset (for archives
+    // with data prepended) misreads some valid archives, e.g. those whose entry prefix is 21
+    // characters long; a fixed offset of 0 reads them all.
+    let config = zip::read::Config { archive_offset: zip::read::ArchiveOffset::Known(0) };
+    let mut archive = zip::ZipArchive::with_config(config, reader).map_err(zerr)?;
     let pkl = archive
         .file_names()
         .filter_map(|n| n.ok().map(|n| n.into_owned()))
@@ -244,7 +259,9 @@ fn read_zip<R: Read + Seek>(reader: R, len: u64) -> Result<TorchCheckpoint, Chec
     }
     let object = {
         let mut f = archive.by_name(&pkl).map_err(zerr)?;
-        read_pickle(&mut f, PersistentIds::TorchStorages)?
+        // torch.save stores data.pkl uncompressed: a pickle that inflates beyond the file's own
+        // size is a decompression bomb.
+        read_pickle(&mut f, PersistentIds::TorchStorages, len)?
     };
     let source = move |s: &StorageRef, needed: u64| -> Result<Vec<u8>, CheckpointError> {
         let name = format!("{prefix}data/{}", s.key);

@@ -8,7 +8,9 @@
 //!   and refuses every other one by name. Sizes and offsets are checked against the file, so a
 //!   hostile or truncated file gives an error, never a panic or an outsized allocation.
 //! * [`write_safetensors`] writes tensors (optionally cast to f16/bf16) with `__metadata__`,
-//!   atomically: a temporary file in the target directory, renamed into place on success.
+//!   atomically (a temporary file in the target directory, renamed into place on success) and
+//!   deterministically (the same tensors and metadata give the same bytes).
+//! * [`check_model_tensors`] refuses non-float and non-finite tensors, naming them.
 //!
 //! This crate knows nothing of models; architecture checks belong to the caller.
 
@@ -50,6 +52,24 @@ impl DType {
 
     pub fn is_float(self) -> bool {
         matches!(self, DType::F64 | DType::F32 | DType::F16 | DType::BF16)
+    }
+
+    /// The type of a safetensors dtype, where snzoo has one.
+    pub fn from_safetensors(d: safetensors::Dtype) -> Option<DType> {
+        use safetensors::Dtype as S;
+        Some(match d {
+            S::F64 => DType::F64,
+            S::F32 => DType::F32,
+            S::F16 => DType::F16,
+            S::BF16 => DType::BF16,
+            S::I64 => DType::I64,
+            S::I32 => DType::I32,
+            S::I16 => DType::I16,
+            S::I8 => DType::I8,
+            S::U8 => DType::U8,
+            S::BOOL => DType::Bool,
+            _ => return None,
+        })
     }
 
     fn safetensors(self) -> safetensors::Dtype {
@@ -173,77 +193,112 @@ impl safetensors::View for &Tensor {
     }
 }
 
-/// Errors of [`write_safetensors`].
+/// Errors of [`write_safetensors`] and [`serialize_safetensors`].
 #[derive(Debug, thiserror::Error)]
 pub enum WriteError {
-    #[error("I/O error")]
-    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Fs(#[from] snzoo_fs::FsError),
     #[error("safetensors serialization failed")]
     Safetensors(#[from] safetensors::SafeTensorError),
+    #[error("safetensors header serialization failed")]
+    Json(#[from] serde_json::Error),
 }
 
-/// Writes `tensors` to `path` as safetensors with the given `__metadata__`, atomically: the data
-/// is streamed to a temporary file beside `path` (no second copy in memory), which is synced and
-/// renamed into place only when complete. On error no file is left at `path` (an existing one is
-/// untouched).
-pub fn write_safetensors(
-    path: &Path,
-    tensors: &[(String, Tensor)],
-    metadata: &HashMap<String, String>,
-) -> Result<(), WriteError> {
-    let tmp = temp_file_beside(path)?.into_temp_path();
-    safetensors::serialize_to_file(tensors.iter().map(|(k, t)| (k.as_str(), t)), Some(metadata.clone()), &tmp)?;
-    std::fs::File::open(&tmp)?.sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
+/// The safetensors header (8-byte length, then the JSON header padded to a multiple of 8) of
+/// `tensors` with `metadata`, and the tensors in the order their data follows the header.
+///
+/// The header is the safetensors crate's own (`Metadata`, which checks the offsets), with the
+/// tensors ordered as `safetensors::serialize` orders them; only the `__metadata__` entries are
+/// sorted by key, because the crate writes them in `HashMap` order, which differs from run to
+/// run: with sorted entries the same input always gives the same bytes (and sha256).
+fn header<'a>(tensors: &'a [(String, Tensor)], metadata: &HashMap<String, String>) -> Result<(Vec<u8>, Vec<&'a Tensor>), WriteError> {
+    use safetensors::View;
+    let mut order: Vec<&(String, Tensor)> = tensors.iter().collect();
+    // As `safetensors::serialize`: descending dtype alignment, then name.
+    order.sort_by(|(ln, lt), (rn, rt)| rt.dtype().cmp(&lt.dtype()).then(ln.cmp(rn)));
+    let mut infos = Vec::with_capacity(order.len());
+    let mut offset = 0usize;
+    for (name, t) in &order {
+        let n = t.data.len();
+        infos.push((name.clone(), safetensors::tensor::TensorInfo { dtype: t.dtype(), shape: t.shape.clone(), data_offsets: (offset, offset + n) }));
+        offset += n;
+    }
+    let meta = safetensors::tensor::Metadata::new(Some(metadata.clone().into_iter().collect()), infos)?;
+    let mut json = serde_json::to_value(&meta)?;
+    if let Some(serde_json::Value::Object(m)) = json.get_mut("__metadata__") {
+        m.sort_keys();
+    }
+    let mut text = serde_json::to_string(&json)?.into_bytes();
+    text.resize(text.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + text.len());
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    Ok((out, order.into_iter().map(|(_, t)| t).collect()))
 }
 
-/// The safetensors bytes of `tensors` with the given `__metadata__`.
-pub fn serialize_safetensors(tensors: &[(String, Tensor)], metadata: &HashMap<String, String>) -> Result<Vec<u8>, WriteError> {
-    Ok(safetensors::serialize(tensors.iter().map(|(k, t)| (k.as_str(), t)), Some(metadata.clone()))?)
-}
-
-/// Writes `bytes` to `path` through a synced temporary file in the same directory and a rename.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let mut tmp = temp_file_beside(path)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
-
-/// A hidden temporary file in the directory of `path` (so that the final rename stays on one
-/// file system); removed automatically unless persisted.
-fn temp_file_beside(path: &Path) -> std::io::Result<tempfile::NamedTempFile> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let prefix = format!(".{}.", path.file_name().and_then(|n| n.to_str()).unwrap_or("out"));
-    let mut builder = tempfile::Builder::new();
-    builder.prefix(&prefix).suffix(".tmp");
-    // Output files get ordinary permissions (tempfile's default is owner-only).
-    #[cfg(unix)]
+/// Writes `tensors` to `path` as safetensors with the given `__metadata__`, atomically (see
+/// [`snzoo_fs::AtomicFile`]): the data is streamed to a temporary file beside `path` (no second
+/// copy in memory), synced and renamed into place only when complete. On error nothing is left
+/// and an existing file is untouched. The bytes depend only on the tensors and the metadata.
+pub fn write_safetensors(path: &Path, tensors: &[(String, Tensor)], metadata: &HashMap<String, String>) -> Result<(), WriteError> {
+    let (head, order) = header(tensors, metadata)?;
+    let mut out = snzoo_fs::AtomicFile::create(path)?;
+    let io = |e| WriteError::Fs(snzoo_fs::FsError::Io { op: "write", path: path.to_path_buf(), source: e });
     {
-        use std::os::unix::fs::PermissionsExt;
-        builder.permissions(std::fs::Permissions::from_mode(0o644));
+        let mut w = std::io::BufWriter::with_capacity(1 << 20, &mut out);
+        w.write_all(&head).map_err(io)?;
+        for t in order {
+            w.write_all(&t.data).map_err(io)?;
+        }
+        w.flush().map_err(io)?;
     }
-    builder.tempfile_in(dir)
+    out.commit()?;
+    Ok(())
 }
 
-/// The sha256 of a file, as lowercase hex, read in 1 MiB blocks.
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
-    use sha2::{Digest, Sha256};
-    use std::io::Read;
-    let mut f = std::fs::File::open(path)?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
+/// The safetensors bytes of `tensors` with the given `__metadata__` (as [`write_safetensors`]
+/// writes them).
+pub fn serialize_safetensors(tensors: &[(String, Tensor)], metadata: &HashMap<String, String>) -> Result<Vec<u8>, WriteError> {
+    let (mut out, order) = header(tensors, metadata)?;
+    out.reserve(order.iter().map(|t| t.data.len()).sum());
+    for t in order {
+        out.extend_from_slice(&t.data);
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    Ok(out)
+}
+
+/// Why a tensor cannot be part of a model.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum InvalidTensor {
+    #[error("tensor `{name}` has dtype {dtype}; model weights are floating-point tensors")]
+    NotFloat { name: String, dtype: DType },
+    #[error("tensor `{name}` holds {value} at element {index}; a model with non-finite weights computes NaN, refusing it")]
+    NonFinite { name: String, index: usize, value: String },
+}
+
+/// The first element of a little-endian buffer of `dtype` that is NaN or infinite, as
+/// (index, value); `None` for integer types and finite data.
+pub fn first_nonfinite(dtype: DType, data: &[u8]) -> Option<(usize, f64)> {
+    let es = dtype.size();
+    let check = |i: usize, v: f64| (!v.is_finite()).then_some((i, v));
+    match dtype {
+        DType::F32 => data.chunks_exact(4).enumerate().find_map(|(i, b)| check(i, f32::from_le_bytes(b.try_into().unwrap()) as f64)),
+        DType::F64 => data.chunks_exact(8).enumerate().find_map(|(i, b)| check(i, f64::from_le_bytes(b.try_into().unwrap()))),
+        DType::F16 => data.chunks_exact(es).enumerate().find_map(|(i, b)| check(i, half::f16::from_le_bytes([b[0], b[1]]).to_f64())),
+        DType::BF16 => data.chunks_exact(es).enumerate().find_map(|(i, b)| check(i, half::bf16::from_le_bytes([b[0], b[1]]).to_f64())),
+        _ => None,
+    }
+}
+
+/// Checks that every tensor is floating-point and finite, naming the first that is not.
+pub fn check_model_tensors(tensors: &[(String, Tensor)]) -> Result<(), InvalidTensor> {
+    for (name, t) in tensors {
+        if !t.dtype.is_float() {
+            return Err(InvalidTensor::NotFloat { name: name.clone(), dtype: t.dtype });
+        }
+        if let Some((index, v)) = first_nonfinite(t.dtype, &t.data) {
+            return Err(InvalidTensor::NonFinite { name: name.clone(), index, value: format!("{v}") });
+        }
+    }
+    Ok(())
 }

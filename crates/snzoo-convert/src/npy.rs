@@ -1,85 +1,107 @@
-//! Minimal `.npy` (NumPy format 1.0/2.0) for little-endian float32 arrays in C order: what
+//! `.npy` files of little-endian float32 arrays in C order (through the `npyz` crate): what
 //! `snzoo classify --save-input/--save-logits` writes and what the tests' fixtures hold.
 
-use std::io::Read;
+use std::io::Write;
 use std::path::Path;
 
-/// Errors of [`read_npy_f32`].
+use npyz::WriterBuilder;
+
+/// Errors of the `.npy` functions.
 #[derive(Debug, thiserror::Error)]
 pub enum NpyError {
     #[error("I/O error")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Fs(#[from] snzoo_fs::FsError),
     #[error("not a float32 C-order .npy file: {0}")]
     Format(String),
 }
 
-/// Serialises a float32 array of the given shape as `.npy` bytes.
-pub fn npy_f32_bytes(shape: &[usize], data: &[f32]) -> Vec<u8> {
-    assert_eq!(shape.iter().product::<usize>(), data.len(), "shape and data disagree");
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape_str = match dims.len() {
-        1 => format!("({},)", dims[0]),
-        _ => format!("({})", dims.join(", ")),
-    };
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_str}, }}");
-    // Pad so that the data starts at a multiple of 64 bytes, ending the header with a newline.
-    let total = 10 + header.len() + 1;
-    header.push_str(&" ".repeat((64 - total % 64) % 64));
-    header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + data.len() * 4);
-    out.extend_from_slice(b"\x93NUMPY\x01\x00");
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    for v in data {
-        out.extend_from_slice(&v.to_le_bytes());
-    }
-    out
+/// A float32 array being written to `w`, element by element (streamed: the array never needs
+/// to be in memory at once). The header is npyz's; the data that follows it is the elements'
+/// little-endian bytes. [`finish`](NpyF32Writer::finish) checks that the shape is complete.
+pub struct NpyF32Writer<W: Write> {
+    w: W,
+    expected: u64,
+    written: u64,
 }
 
-/// Reads a little-endian float32, C-order `.npy` file: (shape, data).
+/// The `.npy` header of a little-endian float32 C-order array of `shape`.
+fn header(shape: &[usize]) -> Result<Vec<u8>, NpyError> {
+    let dims: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    let mut out = Vec::with_capacity(128);
+    // npyz writes the header when the array begins; the (empty) array is then dropped unfinished.
+    drop(npyz::WriteOptions::<f32>::new().default_dtype().shape(&dims).writer(&mut out).begin_nd()?);
+    Ok(out)
+}
+
+impl<W: Write> NpyF32Writer<W> {
+    /// Starts an array of `shape`.
+    pub fn new(mut w: W, shape: &[usize]) -> Result<Self, NpyError> {
+        w.write_all(&header(shape)?)?;
+        let expected = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64)).ok_or_else(|| NpyError::Format("the shape overflows".into()))?;
+        Ok(Self { w, expected, written: 0 })
+    }
+
+    /// Appends elements (in C order).
+    pub fn extend(&mut self, values: &[f32]) -> Result<(), NpyError> {
+        self.written += values.len() as u64;
+        if self.written > self.expected {
+            return Err(NpyError::Format(format!("more than the {} elements of the shape", self.expected)));
+        }
+        let mut bytes = Vec::with_capacity(values.len() * 4);
+        for v in values {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        self.w.write_all(&bytes)?;
+        Ok(())
+    }
+
+    /// Ends the array, flushes, and returns the writer.
+    pub fn finish(mut self) -> Result<W, NpyError> {
+        if self.written != self.expected {
+            return Err(NpyError::Format(format!("{} of the {} elements were written", self.written, self.expected)));
+        }
+        self.w.flush()?;
+        Ok(self.w)
+    }
+}
+
+/// Serialises a float32 array of the given shape as `.npy` bytes.
+pub fn npy_f32_bytes(shape: &[usize], data: &[f32]) -> Result<Vec<u8>, NpyError> {
+    let mut out = Vec::with_capacity(128 + data.len() * 4);
+    let mut w = NpyF32Writer::new(&mut out, shape)?;
+    w.extend(data)?;
+    w.finish()?;
+    Ok(out)
+}
+
+/// Reads a float32 `.npy` file (a regular file of at most `4 GiB`): (shape, data).
 pub fn read_npy_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>), NpyError> {
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?.read_to_end(&mut bytes)?;
-    parse_npy_f32(&bytes)
+    parse_npy_f32(&snzoo_fs::read_regular(path, 4 << 30)?)
 }
 
 /// Parses `.npy` bytes (see [`read_npy_f32`]).
 pub fn parse_npy_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), NpyError> {
-    let bad = |m: &str| NpyError::Format(m.to_string());
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
-        return Err(bad("missing magic"));
+    let bad = |m: String| NpyError::Format(m);
+    let npy = npyz::NpyFile::new(bytes).map_err(|e| bad(e.to_string()))?;
+    if npy.order() != npyz::Order::C {
+        return Err(bad("Fortran order".into()));
     }
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (u32::from_le_bytes(bytes[8..12].try_into().unwrap()) as usize, 12),
-        _ => return Err(bad("unknown version")),
-    };
-    let header = bytes.get(start..start + header_len).ok_or_else(|| bad("truncated header"))?;
-    let header = std::str::from_utf8(header).map_err(|_| bad("header is not text"))?;
-    if !header.contains("'descr': '<f4'") {
-        return Err(bad("dtype is not <f4"));
+    let shape: Vec<usize> = npy.shape().iter().map(|&d| d as usize).collect();
+    let n = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| bad("the shape overflows".into()))?;
+    if n.checked_mul(4).is_none_or(|b| b > bytes.len()) {
+        return Err(bad("data length does not match the shape".into()));
     }
-    if header.contains("'fortran_order': True") {
-        return Err(bad("Fortran order"));
+    match npy.dtype() {
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 && t.endianness() != npyz::Endianness::Big => {}
+        other => return Err(bad(format!("dtype {} is not <f4", other.descr()))),
     }
-    let shape_str = header
-        .split("'shape':")
-        .nth(1)
-        .and_then(|s| s.split('(').nth(1))
-        .and_then(|s| s.split(')').next())
-        .ok_or_else(|| bad("no shape"))?;
-    let shape: Vec<usize> = shape_str
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse().map_err(|_| bad("bad shape")))
-        .collect::<Result<_, _>>()?;
-    let n: usize = shape.iter().product();
-    let data = &bytes[start + header_len..];
-    if data.len() != n * 4 {
-        return Err(bad("data length does not match the shape"));
+    let data = npy.into_vec::<f32>().map_err(|e| bad(e.to_string()))?;
+    if data.len() != n {
+        return Err(bad("data length does not match the shape".into()));
     }
-    Ok((shape, data.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()))
+    Ok((shape, data))
 }
 
 #[cfg(test)]
@@ -90,9 +112,24 @@ mod tests {
     fn round_trip() {
         let data: Vec<f32> = (0..24).map(|i| i as f32 * 0.5 - 3.0).collect();
         for shape in [vec![24], vec![2, 3, 4], vec![1, 24]] {
-            let bytes = npy_f32_bytes(&shape, &data);
+            let bytes = npy_f32_bytes(&shape, &data).unwrap();
             assert_eq!((bytes.len() - data.len() * 4) % 64, 0);
             assert_eq!(parse_npy_f32(&bytes).unwrap(), (shape, data.clone()));
         }
+        assert!(npy_f32_bytes(&[5], &data).is_err());
+    }
+
+    /// What numpy 1.24 writes for `np.save(f, np.arange(6, dtype='<f4').reshape(2, 3))`.
+    #[test]
+    fn reads_numpys_own_files() {
+        let mut bytes = b"\x93NUMPY\x01\x00v\x00{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }".to_vec();
+        bytes.extend(std::iter::repeat_n(b' ', 128 - bytes.len() - 1));
+        bytes.push(b'\n');
+        for i in 0..6 {
+            bytes.extend((i as f32).to_le_bytes());
+        }
+        assert_eq!(parse_npy_f32(&bytes).unwrap(), (vec![2, 3], vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]));
+        assert!(parse_npy_f32(&bytes[..bytes.len() - 1]).is_err());
+        assert!(parse_npy_f32(b"GIF89a").is_err());
     }
 }

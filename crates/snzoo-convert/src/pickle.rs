@@ -28,6 +28,34 @@ pub enum PickleError {
     UnsupportedOpcode { opcode: u8, position: u64 },
     #[error("malformed pickle at byte {position}: {message}")]
     Malformed { position: u64, message: String },
+    #[error("pickle exceeds the reader's limit of {limit} {what} at byte {position} (a hostile or corrupt file?)")]
+    Limit { what: &'static str, limit: u64, position: u64 },
+}
+
+/// Bounds on what one pickle may make the reader hold. A checkpoint's pickle describes its
+/// tensors in a few hundred bytes each: these limits are far above any real checkpoint (ResNet-152
+/// with its optimizer state needs a few thousand objects) and keep a hostile file's cost to a few
+/// hundred MB of memory, whatever its size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PickleLimits {
+    /// Bytes of pickle data read (the opcodes and their arguments).
+    pub bytes: u64,
+    /// Values on the machine's stack at once.
+    pub stack: usize,
+    /// Containers and interpreted objects ([`Pickle::objects`]).
+    pub objects: usize,
+    /// Values held in containers, summed over all of them.
+    pub items: usize,
+    /// The highest memo index.
+    pub memo: usize,
+    /// Bytes of strings and byte strings, summed.
+    pub text_bytes: u64,
+}
+
+impl Default for PickleLimits {
+    fn default() -> Self {
+        Self { bytes: 1 << 30, stack: 1 << 20, objects: 1 << 21, items: 1 << 23, memo: 1 << 21, text_bytes: 256 << 20 }
+    }
 }
 
 /// A reference into the object arena of a [`Pickle`].
@@ -196,26 +224,101 @@ enum Item {
 /// Memory use is bounded by the bytes actually read: length prefixes are never trusted for
 /// allocation.
 pub fn read_pickle<R: Read>(reader: &mut R, persistent: PersistentIds) -> Result<Pickle, PickleError> {
-    Machine { reader, pos: 0, stack: Vec::new(), memo: Vec::new(), pickle: Pickle::default(), persistent }.run()
+    read_pickle_limited(reader, persistent, PickleLimits::default())
+}
+
+/// [`read_pickle`] within the given [`PickleLimits`].
+pub fn read_pickle_limited<R: Read>(reader: &mut R, persistent: PersistentIds, limits: PickleLimits) -> Result<Pickle, PickleError> {
+    Machine {
+        reader,
+        pos: 0,
+        stack: Vec::new(),
+        marks: Vec::new(),
+        memo: Vec::new(),
+        pickle: Pickle::default(),
+        persistent,
+        limits,
+        items: 0,
+        text_bytes: 0,
+        dict_index: std::collections::HashMap::new(),
+    }
+    .run()
+}
+
+/// A hashable stand-in for a dict key, so that `SETITEM` finds an existing key in O(1).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum DictKey {
+    None,
+    Bool(bool),
+    Int(i64),
+    BigInt(Vec<u8>),
+    Float(u64),
+    Str(std::rc::Rc<str>),
+    Bytes(std::rc::Rc<[u8]>),
+    Global(String),
+    Obj(ObjId),
+}
+
+impl DictKey {
+    fn of(v: &Value) -> DictKey {
+        match v {
+            Value::None => DictKey::None,
+            Value::Bool(b) => DictKey::Bool(*b),
+            Value::Int(i) => DictKey::Int(*i),
+            Value::BigInt(b) => DictKey::BigInt(b.clone()),
+            Value::Float(f) => DictKey::Float(f.to_bits()),
+            Value::Str(s) => DictKey::Str(s.clone()),
+            Value::Bytes(b) => DictKey::Bytes(b.clone()),
+            Value::Global(g) => DictKey::Global(format!("{g:?}")),
+            Value::Obj(id) => DictKey::Obj(*id),
+        }
+    }
 }
 
 struct Machine<'r, R: Read> {
     reader: &'r mut R,
     pos: u64,
     stack: Vec<Item>,
+    /// Positions of the marks on `stack`, innermost last.
+    marks: Vec<usize>,
     memo: Vec<Option<Value>>,
     pickle: Pickle,
     persistent: PersistentIds,
+    limits: PickleLimits,
+    /// Values put into containers so far.
+    items: usize,
+    text_bytes: u64,
+    /// Key → position in each dict that has been written to.
+    dict_index: std::collections::HashMap<ObjId, std::collections::HashMap<DictKey, usize>>,
 }
-
-const MAX_MEMO_INDEX: usize = 1 << 24;
 
 impl<R: Read> Machine<'_, R> {
     fn malformed(&self, message: impl Into<String>) -> PickleError {
         PickleError::Malformed { position: self.pos, message: message.into() }
     }
 
+    fn limit(&self, what: &'static str, limit: u64) -> PickleError {
+        PickleError::Limit { what, limit, position: self.pos }
+    }
+
+    fn check_read(&self, more: u64) -> Result<(), PickleError> {
+        if self.pos.saturating_add(more) > self.limits.bytes {
+            return Err(self.limit("bytes", self.limits.bytes));
+        }
+        Ok(())
+    }
+
+    /// Accounts for `n` more values held in containers.
+    fn count_items(&mut self, n: usize) -> Result<(), PickleError> {
+        self.items = self.items.saturating_add(n);
+        if self.items > self.limits.items {
+            return Err(self.limit("container items", self.limits.items as u64));
+        }
+        Ok(())
+    }
+
     fn read_exact_n<const N: usize>(&mut self, what: &'static str) -> Result<[u8; N], PickleError> {
+        self.check_read(N as u64)?;
         let mut buf = [0u8; N];
         self.reader.read_exact(&mut buf).map_err(|e| match e.kind() {
             std::io::ErrorKind::UnexpectedEof => PickleError::Truncated(what),
@@ -240,6 +343,11 @@ impl<R: Read> Machine<'_, R> {
 
     /// Reads `len` bytes without trusting `len` for the allocation.
     fn bytes(&mut self, len: u64, what: &'static str) -> Result<Vec<u8>, PickleError> {
+        self.check_read(len)?;
+        self.text_bytes = self.text_bytes.saturating_add(len);
+        if self.text_bytes > self.limits.text_bytes {
+            return Err(self.limit("bytes of strings", self.limits.text_bytes));
+        }
         let mut buf = Vec::with_capacity(len.min(1 << 16) as usize);
         let got = self.reader.by_ref().take(len).read_to_end(&mut buf)?;
         self.pos += got as u64;
@@ -297,24 +405,23 @@ impl<R: Read> Machine<'_, R> {
 
     /// Pops everything down to the topmost mark (and the mark).
     fn pop_mark(&mut self) -> Result<Vec<Value>, PickleError> {
-        let at = self
-            .stack
-            .iter()
-            .rposition(|i| matches!(i, Item::Mark))
-            .ok_or_else(|| self.malformed("no mark on the stack"))?;
+        let at = self.marks.pop().ok_or_else(|| self.malformed("no mark on the stack"))?;
+        if !matches!(self.stack.get(at), Some(Item::Mark)) {
+            return Err(self.malformed("the mark was popped as a value"));
+        }
         let items = self.stack.split_off(at + 1);
         self.stack.pop();
         Ok(items
             .into_iter()
             .map(|i| match i {
                 Item::Value(v) => v,
-                Item::Mark => unreachable!("the topmost mark is at `at`"),
+                Item::Mark => unreachable!("marks above `at` would be in `marks`"),
             })
             .collect())
     }
 
     fn memo_put(&mut self, index: usize) -> Result<(), PickleError> {
-        if index >= MAX_MEMO_INDEX {
+        if index >= self.limits.memo {
             return Err(self.malformed(format!("memo index {index} too large")));
         }
         let v = self.top()?.clone();
@@ -344,6 +451,7 @@ impl<R: Read> Machine<'_, R> {
     }
 
     fn append(&mut self, items: Vec<Value>) -> Result<(), PickleError> {
+        self.count_items(items.len())?;
         let id = self.target()?;
         match &mut self.pickle.objects[id] {
             Object::List(v) | Object::Set(v) => {
@@ -358,26 +466,46 @@ impl<R: Read> Machine<'_, R> {
         if !items.len().is_multiple_of(2) {
             return Err(self.malformed("SETITEMS with an odd number of items"));
         }
+        self.count_items(items.len())?;
         let id = self.target()?;
         let Object::Dict(entries) = &mut self.pickle.objects[id] else {
             return Err(self.malformed("SETITEM on something that is not a dict"));
         };
+        let index = self.dict_index.entry(id).or_insert_with(|| {
+            entries.iter().enumerate().map(|(i, (k, _))| (DictKey::of(k), i)).collect()
+        });
         let mut it = items.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            match entries.iter_mut().find(|(ek, _)| *ek == k) {
-                Some(entry) => entry.1 = v,
-                None => entries.push((k, v)),
+            match index.entry(DictKey::of(&k)) {
+                std::collections::hash_map::Entry::Occupied(e) => entries[*e.get()].1 = v,
+                std::collections::hash_map::Entry::Vacant(e) => {
+                    e.insert(entries.len());
+                    entries.push((k, v));
+                }
             }
         }
         Ok(())
     }
 
-    fn tuple(&mut self, items: Vec<Value>) -> Value {
-        self.new_obj(Object::Tuple(items))
+    fn tuple(&mut self, items: Vec<Value>) -> Result<Value, PickleError> {
+        self.count_items(items.len())?;
+        Ok(self.new_obj(Object::Tuple(items)))
+    }
+
+    /// After each opcode: the stack and the arena within their limits.
+    fn check_size(&self) -> Result<(), PickleError> {
+        if self.stack.len() > self.limits.stack {
+            return Err(self.limit("stack entries", self.limits.stack as u64));
+        }
+        if self.pickle.objects.len() > self.limits.objects {
+            return Err(self.limit("objects", self.limits.objects as u64));
+        }
+        Ok(())
     }
 
     fn run(mut self) -> Result<Pickle, PickleError> {
         loop {
+            self.check_size()?;
             let at = self.pos;
             let op = self.byte("an opcode")?;
             match op {
@@ -397,7 +525,10 @@ impl<R: Read> Machine<'_, R> {
                     self.pickle.root = Some(root);
                     return Ok(self.pickle);
                 }
-                b'(' => self.stack.push(Item::Mark),
+                b'(' => {
+                    self.marks.push(self.stack.len());
+                    self.stack.push(Item::Mark);
+                }
                 b'0' => {
                     self.pop()?;
                 }
@@ -494,12 +625,12 @@ impl<R: Read> Machine<'_, R> {
                     self.push(Value::Bytes(bytes.into()));
                 }
                 b')' => {
-                    let v = self.tuple(Vec::new());
+                    let v = self.tuple(Vec::new())?;
                     self.push(v);
                 }
                 b't' => {
                     let items = self.pop_mark()?;
-                    let v = self.tuple(items);
+                    let v = self.tuple(items)?;
                     self.push(v);
                 }
                 0x85..=0x87 => {
@@ -509,7 +640,7 @@ impl<R: Read> Machine<'_, R> {
                         items.push(self.pop()?);
                     }
                     items.reverse();
-                    let v = self.tuple(items);
+                    let v = self.tuple(items)?;
                     self.push(v);
                 }
                 b']' => {
@@ -518,6 +649,7 @@ impl<R: Read> Machine<'_, R> {
                 }
                 b'l' => {
                     let items = self.pop_mark()?;
+                    self.count_items(items.len())?;
                     let v = self.new_obj(Object::List(items));
                     self.push(v);
                 }
@@ -554,6 +686,7 @@ impl<R: Read> Machine<'_, R> {
                 }
                 0x91 => {
                     let items = self.pop_mark()?;
+                    self.count_items(items.len())?;
                     let v = self.new_obj(Object::Set(items));
                     self.push(v);
                 }

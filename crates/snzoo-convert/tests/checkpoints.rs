@@ -116,3 +116,27 @@ fn every_truncation_is_an_error_never_a_panic() {
         }
     }
 }
+
+/// Every archive `torch.save` writes must load, whatever its entry prefix (the file's stem):
+/// PyTorch 1.13 files with prefixes of 1 to 200 characters. (The zip crate's search for data
+/// prepended to an archive misread those with a 21-character prefix.)
+#[test]
+fn zip_archives_of_every_name_length_load() {
+    use std::io::Read;
+    let gz = std::fs::File::open(fixture("checkpoints/zip_names.tar.gz")).unwrap();
+    let mut archive = tar::Archive::new(flate2::read::GzDecoder::new(gz));
+    let mut lengths = Vec::new();
+    for entry in archive.entries().unwrap() {
+        let mut entry = entry.unwrap();
+        let name = entry.path().unwrap().to_string_lossy().into_owned();
+        let mut bytes = Vec::new();
+        entry.read_to_end(&mut bytes).unwrap();
+        let ck = read_torch_checkpoint_from(Cursor::new(bytes)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert_eq!(ck.format, TorchFormat::Zip);
+        assert_eq!(ck.tensors.len(), 1);
+        assert_eq!(ck.tensors[0].1.to_f64_vec(), vec![1.0, 2.0, 3.0], "{name}");
+        lengths.push(name.len() - ".pth".len());
+    }
+    lengths.sort();
+    assert_eq!(lengths, (1..=200).collect::<Vec<_>>());
+}

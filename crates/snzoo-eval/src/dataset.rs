@@ -71,8 +71,12 @@ pub struct Dataset {
 pub enum DatasetError {
     #[error("dataset directory {0} does not exist or is not a directory")]
     NoDirectory(PathBuf),
-    #[error("cannot read {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot read {}", .path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{0}: no images found (expected <wnid>/*.JPEG folders, ILSVRC2012_val_*.JPEG files, or --labels FILE)")]
     Empty(PathBuf),
     #[error("{dir}: folder `{wnid}` is not an ImageNet-1k wnid")]
@@ -83,7 +87,12 @@ pub enum DatasetError {
     MissingFiles { file: PathBuf, count: usize, first: String },
     #[error("{0}")]
     Devkit(String),
+    #[error(transparent)]
+    Fs(#[from] snzoo_fs::FsError),
 }
+
+/// A labels file larger than this is refused (the ImageNet val list is about 1.5 MB).
+pub const MAX_LABELS_BYTES: u64 = 256 << 20;
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> DatasetError + '_ {
     move |source| DatasetError::Io { path: path.to_path_buf(), source }
@@ -123,7 +132,9 @@ impl Dataset {
             .collect();
         let ds = match labels {
             Some(file) => {
-                let text = std::fs::read_to_string(file).map_err(io(file))?;
+                let bytes = snzoo_fs::read_regular(file, MAX_LABELS_BYTES)?;
+                let text = String::from_utf8(bytes)
+                    .map_err(|_| DatasetError::BadLabels { file: file.to_path_buf(), line: 0, message: "the file is not UTF-8 text".into() })?;
                 let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
                 if first.split_whitespace().count() == 1 {
                     Self::flat_devkit(root, &flat, file, &text)?

@@ -18,6 +18,30 @@ pub struct ImageResult {
     /// Why the image could not be evaluated.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The image file as it was read (absent when it could not be opened).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stamp: Option<FileStamp>,
+}
+
+/// What an image file was when it was read: size, modification time and inode. A resumed run
+/// recomputes an image whose file no longer matches its stamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FileStamp {
+    pub size: u64,
+    pub mtime_ns: i64,
+    pub ino: u64,
+}
+
+impl FileStamp {
+    pub fn of(meta: &std::fs::Metadata) -> FileStamp {
+        use std::os::unix::fs::MetadataExt;
+        FileStamp { size: meta.size(), mtime_ns: meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()), ino: meta.ino() }
+    }
+
+    /// The stamp of the file at `path` now, if it can be read.
+    pub fn current(path: &std::path::Path) -> Option<FileStamp> {
+        std::fs::metadata(path).ok().map(|m| FileStamp::of(&m))
+    }
 }
 
 /// Indices of the `k` largest values, largest first; equal values keep the lower index first.
@@ -43,7 +67,7 @@ pub fn cross_entropy(logits: &[f32], label: usize) -> f64 {
 
 /// The result of one evaluated image.
 pub fn score(i: usize, label: usize, logits: &[f32]) -> ImageResult {
-    ImageResult { i, label, top5: top_k(logits, 5), loss: Some(cross_entropy(logits, label)), error: None }
+    ImageResult { i, label, top5: top_k(logits, 5), loss: Some(cross_entropy(logits, label)), error: None, stamp: None }
 }
 
 /// A failed image: a miss for every metric.
@@ -157,7 +181,7 @@ mod tests {
         let mut a = Tally::default();
         a.add(&score(0, 1, &[0.0, 2.0, 1.0]), "a", Some(&[1]));
         a.add(&score(1, 2, &[0.0, 2.0, 1.0]), "b", Some(&[]));
-        let failed = ImageResult { i: 2, label: 0, top5: vec![], loss: None, error: Some("truncated".into()) };
+        let failed = ImageResult { i: 2, label: 0, top5: vec![], loss: None, error: Some("truncated".into()), stamp: None };
         a.add(&failed, "c", Some(&[0]));
         assert_eq!((a.images, a.correct1, a.correct5, a.failed), (3, 1, 2, 1));
         assert!((a.top1() - 100.0 / 3.0).abs() < 1e-12);

@@ -11,7 +11,10 @@ use std::time::Instant;
 use snzoo_preprocess::EvalTransform;
 
 use crate::dataset::Dataset;
-use crate::metrics::{score, ImageResult};
+use crate::metrics::{score, FileStamp, ImageResult};
+
+/// Image files larger than this are refused (PIL's pixel limit allows a few hundred MB).
+pub const MAX_IMAGE_BYTES: u64 = 1 << 30;
 
 /// Something that turns a normalized batch [N, 3, H, W] into logits [N, classes].
 pub trait Classifier {
@@ -72,13 +75,38 @@ struct Job {
     positions: Vec<usize>,
 }
 
-type Prepared = (usize, Vec<(usize, Result<Vec<f32>, String>)>);
+type Prepared = (usize, Vec<(usize, Option<FileStamp>, Result<Vec<f32>, String>)>);
 
-fn prepare(dataset: &Dataset, transform: &EvalTransform, pos: usize, times: &StageTimes) -> Result<Vec<f32>, String> {
+/// Reads one image (a regular file only: a FIFO would block) and records its stamp.
+fn read_image(path: &std::path::Path) -> (Option<FileStamp>, Result<Vec<u8>, String>) {
+    use std::io::Read;
+    let mut file = match snzoo_fs::open_regular(path) {
+        Ok(f) => f,
+        Err(e) => return (None, Err(e.to_string())),
+    };
+    let stamp = match file.metadata() {
+        Ok(m) if m.len() > MAX_IMAGE_BYTES => {
+            return (Some(FileStamp::of(&m)), Err(format!("{} bytes, more than the {MAX_IMAGE_BYTES}-byte limit for an image", m.len())))
+        }
+        Ok(m) => FileStamp::of(&m),
+        Err(e) => return (None, Err(format!("cannot read: {e}"))),
+    };
+    let mut bytes = Vec::with_capacity(stamp.size as usize);
+    match file.by_ref().take(MAX_IMAGE_BYTES).read_to_end(&mut bytes) {
+        Ok(_) => (Some(stamp), Ok(bytes)),
+        Err(e) => (Some(stamp), Err(format!("cannot read: {e}"))),
+    }
+}
+
+fn prepare(dataset: &Dataset, transform: &EvalTransform, pos: usize, times: &StageTimes) -> (Option<FileStamp>, Result<Vec<f32>, String>) {
     let t = Instant::now();
-    let bytes = std::fs::read(dataset.root.join(&dataset.samples[pos].rel)).map_err(|e| format!("cannot read: {e}"))?;
+    let (stamp, bytes) = read_image(&dataset.root.join(&dataset.samples[pos].rel));
     let t = StageTimes::add(&times.read_ns, t);
-    let img = snzoo_preprocess::decode_rgb(&bytes).map_err(|e| e.to_string())?;
+    (stamp, bytes.and_then(|bytes| decode_and_transform(&bytes, transform, times, t)))
+}
+
+fn decode_and_transform(bytes: &[u8], transform: &EvalTransform, times: &StageTimes, t: Instant) -> Result<Vec<f32>, String> {
+    let img = snzoo_preprocess::decode_rgb(bytes).map_err(|e| e.to_string())?;
     let t = StageTimes::add(&times.decode_ns, t);
     let crop = transform.crop_rgb(&img).map_err(|e| e.to_string())?;
     let x = snzoo_preprocess::to_normalized_chw(&crop, transform.mean, transform.std);
@@ -123,7 +151,14 @@ pub fn run<C: Classifier, E: std::fmt::Display, F: FnMut(&[ImageResult]) -> Resu
                     Ok(j) => j,
                     Err(_) => return,
                 };
-                let prepared = job.positions.iter().map(|&p| (p, prepare(dataset, transform, p, times))).collect();
+                let prepared = job
+                    .positions
+                    .iter()
+                    .map(|&p| {
+                        let (stamp, r) = prepare(dataset, transform, p, times);
+                        (p, stamp, r)
+                    })
+                    .collect();
                 if res_tx.send((job.id, prepared)).is_err() {
                     return;
                 }
@@ -150,7 +185,7 @@ fn drive<C: Classifier, E: std::fmt::Display, F: FnMut(&[ImageResult]) -> Result
 ) -> Result<(), RunError<E>> {
     let mut next_send = 0;
     let mut next_process = 0;
-    let mut waiting: BTreeMap<usize, Vec<(usize, Result<Vec<f32>, String>)>> = BTreeMap::new();
+    let mut waiting: BTreeMap<usize, Vec<(usize, Option<FileStamp>, Result<Vec<f32>, String>)>> = BTreeMap::new();
     let classes = classifier.num_classes();
     while next_process < jobs.len() {
         while next_send < jobs.len() && next_send < next_process + max_in_flight {
@@ -163,22 +198,27 @@ fn drive<C: Classifier, E: std::fmt::Display, F: FnMut(&[ImageResult]) -> Result
             let mut input = Vec::with_capacity(prepared.len() * per_image);
             let mut ok = Vec::new();
             let mut results = Vec::with_capacity(prepared.len());
-            for (pos, r) in prepared {
+            for (pos, stamp, r) in prepared {
                 let label = dataset.samples[pos].label;
                 match r {
                     Ok(x) => {
                         input.extend_from_slice(&x);
-                        ok.push((pos, label));
+                        ok.push((pos, label, stamp));
                     }
-                    Err(e) => results.push(ImageResult { i: pos, label, top5: vec![], loss: None, error: Some(e) }),
+                    Err(e) => results.push(ImageResult { i: pos, label, top5: vec![], loss: None, error: Some(e), stamp }),
                 }
             }
             if !ok.is_empty() {
                 let t = Instant::now();
                 let logits = classifier.logits(&input, ok.len()).map_err(RunError::Forward)?;
                 StageTimes::add(&times.forward_ns, t);
-                for (k, (pos, label)) in ok.into_iter().enumerate() {
-                    results.push(score(pos, label, &logits[k * classes..(k + 1) * classes]));
+                if logits.len() != ok.len() * classes {
+                    return Err(RunError::Forward(format!("the classifier returned {} logits for {} images of {classes} classes", logits.len(), ok.len())));
+                }
+                for (k, (pos, label, stamp)) in ok.into_iter().enumerate() {
+                    let mut r = score(pos, label, &logits[k * classes..(k + 1) * classes]);
+                    r.stamp = stamp;
+                    results.push(r);
                 }
             }
             results.sort_by_key(|r| r.i);

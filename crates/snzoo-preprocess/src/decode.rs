@@ -177,7 +177,13 @@ fn decode_other(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     }
     let (w, h) = reader.into_dimensions().map_err(|e| DecodeError::Image(e.to_string()))?;
     check_size(w as usize, h as usize)?;
-    let img = image::load_from_memory(bytes).map_err(|e| match e {
+    // The `image` crate's default limits (512 MB of allocations) refuse images that PIL
+    // decodes, e.g. a 12000×12000 RGBA PNG: the pixel limit checked above is PIL's own.
+    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| DecodeError::Image(e.to_string()))?;
+    reader.no_limits();
+    let img = reader.decode().map_err(|e| match e {
         image::ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => DecodeError::Truncated,
         e => DecodeError::Image(e.to_string()),
     })?;

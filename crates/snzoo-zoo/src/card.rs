@@ -105,6 +105,22 @@ pub enum Source {
     Hf { repo: String, file: String, #[serde(default)] revision: Option<String> },
 }
 
+impl ModelCard {
+    /// Checks what becomes a path in the store: the name (a directory) and the released file
+    /// name must each be one safe path component.
+    pub fn check_names(&self) -> Result<(), String> {
+        if !crate::fetch::is_safe_component(&self.name) || self.name.starts_with('.') {
+            return Err(format!("the model name {:?} cannot be a directory name", self.name));
+        }
+        if let Some(f) = &self.file {
+            if !crate::fetch::is_safe_component(f) || f.starts_with('.') {
+                return Err(format!("the file name {f:?} of {} cannot be a file name", self.name));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Source {
     /// Whether snzoo can fetch it by itself (Baidu Pan needs a browser).
     pub fn automatic(&self) -> bool {
@@ -132,7 +148,12 @@ pub fn cards() -> &'static [ModelCard] {
                 .collect();
             files.sort();
             for f in files {
-                match std::fs::read_to_string(&f).map_err(|e| e.to_string()).and_then(|t| toml::from_str::<ModelCard>(&t).map_err(|e| e.to_string())) {
+                let parsed = snzoo_fs::read_regular(&f, 1 << 20)
+                    .map_err(|e| e.to_string())
+                    .and_then(|b| String::from_utf8(b).map_err(|e| e.to_string()))
+                    .and_then(|t| toml::from_str::<ModelCard>(&t).map_err(|e| e.to_string()))
+                    .and_then(|c| c.check_names().map(|_| c));
+                match parsed {
                     Ok(c) => {
                         cards.retain(|o| o.name != c.name);
                         cards.push(c);
@@ -162,6 +183,7 @@ mod tests {
             assert_eq!(format!("{}.toml", c.name), *file);
             assert!(c.loadable == c.not_loadable_reason.is_none(), "{file}");
             assert_eq!((c.eval.resize, c.eval.crop), (256, 224));
+            c.check_names().unwrap();
         }
     }
 

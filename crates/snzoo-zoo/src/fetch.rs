@@ -15,8 +15,12 @@ use reqwest::StatusCode;
 pub enum FetchError {
     #[error("{url}: {message}")]
     Http { url: String, message: String },
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot write {}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("Google Drive file {id}: {message}")]
     GoogleDrive { id: String, message: String },
     #[error("Hugging Face Hub {repo}/{file}: {message}")]
@@ -67,12 +71,18 @@ impl Fetcher {
     /// Downloads `url` into `part`, resuming from what `part` already holds (HTTP Range) and
     /// retrying a cut or failed transfer with back-off. On success `part` holds the whole body.
     pub fn fetch_resumable(&self, url: &str, part: &Path, progress: &mut dyn Progress) -> Result<(), FetchError> {
+        self.fetch_resumable_with(url, part, progress, None)
+    }
+
+    /// [`fetch_resumable`](Self::fetch_resumable), sending `Authorization: Bearer <token>` (which
+    /// reqwest drops when a redirect leaves the host).
+    fn fetch_resumable_with(&self, url: &str, part: &Path, progress: &mut dyn Progress, token: Option<&str>) -> Result<(), FetchError> {
         let mut last = String::new();
         for attempt in 0..=self.retries {
             if attempt > 0 {
                 std::thread::sleep(self.backoff * 2u32.saturating_pow(attempt - 1));
             }
-            match self.fetch_once(url, part, progress) {
+            match self.fetch_once(url, part, progress, token) {
                 Ok(()) => {
                     progress.finish();
                     return Ok(());
@@ -84,10 +94,13 @@ impl Fetcher {
         Err(FetchError::Retries { url: url.to_string(), attempts: self.retries + 1, last })
     }
 
-    fn fetch_once(&self, url: &str, part: &Path, progress: &mut dyn Progress) -> Result<(), Attempt> {
+    fn fetch_once(&self, url: &str, part: &Path, progress: &mut dyn Progress, token: Option<&str>) -> Result<(), Attempt> {
         let io = |source| Attempt::Fatal(FetchError::Io { path: part.to_path_buf(), source });
         let have = std::fs::metadata(part).map(|m| m.len()).unwrap_or(0);
         let mut req = self.client.get(url);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
         if have > 0 {
             req = req.header(RANGE, format!("bytes={have}-"));
         }
@@ -103,10 +116,13 @@ impl Fetcher {
                 (s, t)
             }
             StatusCode::OK => (0, resp.content_length()),
-            StatusCode::RANGE_NOT_SATISFIABLE => {
+            StatusCode::RANGE_NOT_SATISFIABLE if have > 0 => {
                 // Our partial file is no prefix of the resource: start over.
-                std::fs::remove_file(part).map_err(io)?;
-                return Err(Attempt::Retry("range not satisfiable; restarting".into()));
+                match std::fs::remove_file(part) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(e)),
+                    _ => {}
+                }
+                return Err(Attempt::Retry("the server cannot resume the partial download (HTTP 416); restarting".into()));
             }
             s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => return Err(Attempt::Retry(format!("HTTP {s}"))),
             s => return Err(Attempt::Fatal(FetchError::Http { url: url.to_string(), message: format!("HTTP {s}") })),
@@ -232,25 +248,148 @@ pub fn confirmation_url(page: &str, endpoint: &str, id: &str, cookie_token: Opti
     cookie_token.map(|t| format!("{endpoint}/uc?export=download&confirm={t}&id={id}"))
 }
 
-/// Downloads a file from a Hugging Face Hub model repository into the standard HF cache and
-/// returns its path there.
-pub fn fetch_hub(repo: &str, file: &str, revision: Option<&str>) -> Result<PathBuf, FetchError> {
-    let hub = |message: String| FetchError::Hub { repo: repo.to_string(), file: file.to_string(), message };
-    let api = hf_hub::api::sync::ApiBuilder::from_env()
-        .with_progress(false)
-        .with_retries(3)
-        .build()
-        .map_err(|e| hub(e.to_string()))?;
-    let r = match revision {
-        Some(rev) => hf_hub::Repo::with_revision(repo.to_string(), hf_hub::RepoType::Model, rev.to_string()),
-        None => hf_hub::Repo::model(repo.to_string()),
+/// Whether `s` is one safe path component: not empty, not `.` or `..`, no separator, no NUL or
+/// control character.
+pub fn is_safe_component(s: &str) -> bool {
+    !s.is_empty() && s != "." && s != ".." && s.len() <= 255 && !s.chars().any(|c| c == '/' || c == '\\' || c.is_control())
+}
+
+/// Checks a Hugging Face repository id (`org/name`), a file path inside it and a revision: every
+/// name that becomes part of a path in the cache must stay inside it.
+pub fn check_hub_names(repo: &str, file: &str, revision: &str) -> Result<(), FetchError> {
+    let bad = |what: &str, v: &str| FetchError::Hub {
+        repo: repo.to_string(),
+        file: file.to_string(),
+        message: format!("{what} {v:?} is not allowed (it must not leave the cache: no `..`, no absolute paths)"),
     };
-    api.repo(r).get(file).map_err(|e| hub(e.to_string()))
+    let repo_ok = |p: &str| !p.is_empty() && p.len() <= 96 && p != "." && p != ".." && p.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    match repo.split_once('/') {
+        Some((org, name)) if repo_ok(org) && repo_ok(name) => {}
+        _ => return Err(bad("the repository id", repo)),
+    }
+    if file.starts_with('/') || !file.split('/').all(is_safe_component) {
+        return Err(bad("the file path", file));
+    }
+    if revision.starts_with('/') || !revision.split('/').all(is_safe_component) {
+        return Err(bad("the revision", revision));
+    }
+    Ok(())
+}
+
+/// An ETag the Hub may use as a blob name: a hash (hex or similar), nothing path-like.
+fn is_safe_etag(s: &str) -> bool {
+    !s.is_empty() && s.len() <= 128 && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+/// A commit hash: 40 (or 64) lowercase hex digits.
+fn is_commit_hash(s: &str) -> bool {
+    matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
+/// The Hugging Face cache: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
+fn hub_cache() -> Result<hf_hub::Cache, String> {
+    if let Some(p) = std::env::var_os("HF_HUB_CACHE") {
+        return Ok(hf_hub::Cache::new(PathBuf::from(p)));
+    }
+    if let Some(p) = std::env::var_os("HF_HOME") {
+        return Ok(hf_hub::Cache::new(PathBuf::from(p).join("hub")));
+    }
+    let home = std::env::var_os("HOME").ok_or("neither HF_HOME nor HOME is set")?;
+    Ok(hf_hub::Cache::new(PathBuf::from(home).join(".cache/huggingface/hub")))
+}
+
+impl Fetcher {
+    /// Downloads a file from a Hugging Face Hub model repository into the standard Hugging Face
+    /// cache (`models--org--name/{blobs,snapshots,refs}`) and returns its snapshot path.
+    ///
+    /// `hf-hub` builds the URL (honouring `HF_ENDPOINT`) and asks the Hub for the file's ETag and
+    /// commit; the transfer itself is this fetcher's (resumable, retried, with `HF_TOKEN` or the
+    /// cached token). Every name that becomes a path — the repository, file and revision given,
+    /// and the ETag and commit the server answers — is checked first: a server cannot make snzoo
+    /// write outside the cache.
+    pub fn fetch_hub(&self, repo: &str, file: &str, revision: Option<&str>, progress: &mut dyn Progress) -> Result<PathBuf, FetchError> {
+        let revision = revision.unwrap_or("main");
+        check_hub_names(repo, file, revision)?;
+        let hub = |message: String| FetchError::Hub { repo: repo.to_string(), file: file.to_string(), message };
+        let cache = hub_cache().map_err(|m| hub(m.to_string()))?;
+        let token = std::env::var("HF_TOKEN").ok().filter(|t| !t.trim().is_empty()).or_else(|| cache.token());
+        let r = hf_hub::Repo::with_revision(repo.to_string(), hf_hub::RepoType::Model, revision.to_string());
+        let cached = cache.repo(r.clone());
+        let file_path = |commit: &str| file.split('/').fold(cached.pointer_path(commit), |p, c| p.join(c));
+
+        // Already in the cache (the ref names a commit whose snapshot has the file).
+        let ref_file = revision.split('/').fold(cache.path().join(r.folder_name()).join("refs"), |p, c| p.join(c));
+        if let Ok(commit) = std::fs::read_to_string(&ref_file) {
+            let commit = commit.trim();
+            if is_commit_hash(commit) && file_path(commit).is_file() {
+                return Ok(file_path(commit));
+            }
+        }
+
+        let mut builder = hf_hub::api::sync::ApiBuilder::from_cache(cache.clone()).with_progress(false).with_token(token.clone());
+        if let Ok(endpoint) = std::env::var("HF_ENDPOINT") {
+            builder = builder.with_endpoint(endpoint);
+        }
+        let api = builder.build().map_err(|e| hub(e.to_string()))?;
+        let url = api.repo(r.clone()).url(file);
+        let meta = api.metadata(&url).map_err(|e| hub(e.to_string()))?;
+        let (etag, commit) = (meta.etag(), meta.commit_hash());
+        if !is_safe_etag(etag) {
+            return Err(hub(format!("the server's ETag {etag:?} is not a content hash; refusing to use it as a file name")));
+        }
+        if !is_commit_hash(commit) {
+            return Err(hub(format!("the server's commit {commit:?} is not a commit hash; refusing to use it as a directory name")));
+        }
+        let blob = cached.blob_path(etag);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| FetchError::Io { path, source }
+        };
+        if !blob.is_file() {
+            let dir = blob.parent().expect("blobs/ETAG has a parent");
+            std::fs::create_dir_all(dir).map_err(io(dir))?;
+            let mut part = blob.clone().into_os_string();
+            part.push(".snzoo-part");
+            let part = PathBuf::from(part);
+            self.fetch_resumable_with(&url, &part, progress, token.as_deref())?;
+            std::fs::rename(&part, &blob).map_err(io(&blob))?;
+        }
+        let pointer = file_path(commit);
+        let dir = pointer.parent().expect("a snapshot file has a parent");
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        // A relative link, as huggingface_hub makes: up from snapshots/<commit>/<file's dirs>.
+        let depth = 2 + file.matches('/').count();
+        let target = (0..depth).fold(PathBuf::new(), |p, _| p.join("..")).join("blobs").join(etag);
+        let _ = std::fs::remove_file(&pointer);
+        std::os::unix::fs::symlink(&target, &pointer).map_err(io(&pointer))?;
+        cached.create_ref(commit).map_err(io(&ref_file))?;
+        Ok(pointer)
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hub_names_that_would_leave_the_cache_are_refused() {
+        assert!(check_hub_names("timm/resnet50_gn.a1h_in1k", "model.safetensors", "main").is_ok());
+        assert!(check_hub_names("org/repo", "sub/dir/model.pth", "refs/pr/1").is_ok());
+        for (repo, file, rev) in [
+            ("org/repo", "../../../../tmp/x", "main"),
+            ("org/repo", "/etc/passwd", "main"),
+            ("org/repo", "a/../../b", "main"),
+            ("org/repo", "", "main"),
+            ("../repo", "f", "main"),
+            ("org/..", "f", "main"),
+            ("org", "f", "main"),
+            ("org/repo", "f", "../../x"),
+        ] {
+            assert!(check_hub_names(repo, file, rev).is_err(), "{repo} {file} {rev}");
+        }
+        assert!(is_safe_etag("0123abcd") && !is_safe_etag("../../../../tmp/x") && !is_safe_etag(""));
+        assert!(is_commit_hash("c0ffee0000000000000000000000000000000000") && !is_commit_hash("../x"));
+    }
 
     #[test]
     fn content_range() {

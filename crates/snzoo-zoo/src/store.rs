@@ -2,23 +2,30 @@
 //!
 //! Layout: `$SNZOO_HOME/models/<name>/` holds the checkpoint (its released file name), a
 //! `<file>.part` while downloading, `model.safetensors` once converted, `sha256` (recorded when
-//! no checksum is known), `results.json` (the last evaluation), and `<file>.bad-<sha>` for a
-//! download that failed verification.
+//! no checksum is known, only once the file has been converted), `results.json` (the last
+//! evaluation), `<file>.bad-<sha>` for a download that failed verification, `<file>.invalid-<sha>`
+//! for one whose checksum was unknown and that did not convert, and `.lock` while a command works
+//! on the model: commands on one model take turns ([`Store::lock`]).
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use sha2::{Digest, Sha256};
-
 use crate::card::{ModelCard, Source};
-use crate::fetch::{fetch_hub, FetchError, Fetcher, Progress};
+use crate::fetch::{FetchError, Fetcher, Progress};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ZooError {
     #[error(transparent)]
     Fetch(#[from] FetchError),
-    #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    #[error("cannot {op} {}", path.display())]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Fs(#[from] snzoo_fs::FsError),
     #[error(
         "checksum mismatch for {name}: expected sha256 {expected}, got {actual}; the download was moved aside to {moved_to} and will not be used"
     )]
@@ -29,8 +36,8 @@ pub enum ZooError {
     NotLoadable { name: String, reason: String },
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ZooError + '_ {
-    move |source| ZooError::Io { path: path.to_path_buf(), source }
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ZooError + 'a {
+    move |source| ZooError::Io { op, path: path.to_path_buf(), source }
 }
 
 /// Where the checksum a file was verified against came from.
@@ -43,8 +50,10 @@ pub enum ChecksumSource {
     Card,
     /// Recorded at an earlier download.
     Recorded,
-    /// None was known: this download's checksum has now been recorded.
-    NewlyRecorded,
+    /// None is known. The caller records it with [`Store::record_sha256`] once the file has
+    /// proved to be the model (it converted to the card's architecture), or moves it aside with
+    /// [`Store::reject`].
+    Unknown,
 }
 
 /// A checkpoint on disk whose sha256 has been checked (or recorded).
@@ -69,20 +78,6 @@ pub struct AcquireOptions {
 #[derive(Debug, Clone)]
 pub struct Store {
     pub root: PathBuf,
-}
-
-pub fn sha256_of(path: &Path) -> Result<String, ZooError> {
-    let mut f = std::fs::File::open(path).map_err(io(path))?;
-    let mut h = Sha256::new();
-    let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(io(path))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-    }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 impl Store {
@@ -111,15 +106,41 @@ impl Store {
         self.model_dir(name).join("sha256")
     }
     pub fn recorded_sha256(&self, name: &str) -> Option<String> {
-        std::fs::read_to_string(self.recorded_path(name)).ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty())
+        let bytes = snzoo_fs::read_regular(&self.recorded_path(name), 4096).ok()?;
+        Some(String::from_utf8_lossy(&bytes).trim().to_string()).filter(|s| !s.is_empty())
     }
 
     /// The last evaluation summary saved for a model, if any.
     pub fn last_results(&self, name: &str) -> Option<serde_json::Value> {
-        serde_json::from_str(&std::fs::read_to_string(self.results_path(name)).ok()?).ok()
+        serde_json::from_slice(&snzoo_fs::read_regular(&self.results_path(name), 1 << 20).ok()?).ok()
+    }
+
+    /// Takes the model's lock (`models/<name>/.lock`), waiting while another command holds it;
+    /// `on_wait` is told who that is. Hold it across [`acquire`](Self::acquire), conversion and
+    /// [`record_sha256`](Self::record_sha256).
+    pub fn lock(&self, name: &str, purpose: &str, on_wait: &mut dyn FnMut(&str)) -> Result<snzoo_fs::LockFile, ZooError> {
+        let dir = self.model_dir(name);
+        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        Ok(snzoo_fs::LockFile::acquire(&dir.join(".lock"), purpose, on_wait)?)
+    }
+
+    /// Records the sha256 of a model's checkpoint (a file that proved to be the model).
+    pub fn record_sha256(&self, name: &str, sha256: &str) -> Result<(), ZooError> {
+        Ok(snzoo_fs::write_atomic(&self.recorded_path(name), format!("{sha256}\n").as_bytes())?)
+    }
+
+    /// Moves a checkpoint whose checksum was unknown and that is not the model (it did not
+    /// convert) aside as `<file>.invalid-<sha>`, so that the next download starts afresh.
+    pub fn reject(&self, verified: &Verified) -> Result<PathBuf, ZooError> {
+        let mut aside = verified.path.as_os_str().to_owned();
+        aside.push(format!(".invalid-{}", &verified.sha256[..12.min(verified.sha256.len())]));
+        let aside = PathBuf::from(aside);
+        std::fs::rename(&verified.path, &aside).map_err(io("move aside", &verified.path))?;
+        Ok(aside)
     }
 
     /// Gets `card`'s checkpoint into the store and verifies it. Already present → only verified.
+    /// Call it holding the model's [`lock`](Self::lock).
     pub fn acquire(
         &self,
         card: &ModelCard,
@@ -135,7 +156,7 @@ impl Store {
             });
         }
         let dir = self.model_dir(&card.name);
-        std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
         let target = self.checkpoint_path(card);
         let mut part = target.clone().into_os_string();
         part.push(".part");
@@ -184,7 +205,7 @@ impl Store {
             }
             Source::Hf { repo, file, revision } => {
                 log(&format!("downloading {file} from the Hugging Face Hub repository {repo}"));
-                let cached = fetch_hub(&repo, &file, revision.as_deref())?;
+                let cached = fetcher.fetch_hub(&repo, &file, revision.as_deref(), progress)?;
                 copy_file(&cached, part)?;
             }
             Source::BaiduPan { url, .. } => {
@@ -194,15 +215,15 @@ impl Store {
         Ok(())
     }
 
-    /// Checks `file` against the known checksum (or records it), then moves it to `target`. A
-    /// mismatch moves it aside as `<target>.bad-<sha>` instead.
+    /// Checks `file` against the known checksum, then moves it to `target`. A mismatch moves it
+    /// aside as `<target>.bad-<sha>` instead.
     fn verify(&self, card: &ModelCard, file: &Path, target: &Path, opts: &AcquireOptions) -> Result<Verified, ZooError> {
-        let actual = sha256_of(file)?;
+        let actual = snzoo_fs::sha256_file(file)?;
         let (expected, checksum) = match (&opts.sha256, &card.sha256, self.recorded_sha256(&card.name)) {
             (Some(s), _, _) => (Some(s.to_lowercase()), ChecksumSource::Given),
             (None, Some(s), _) => (Some(s.to_lowercase()), ChecksumSource::Card),
             (None, None, Some(s)) => (Some(s), ChecksumSource::Recorded),
-            _ => (None, ChecksumSource::NewlyRecorded),
+            _ => (None, ChecksumSource::Unknown),
         };
         let prefix_ok = card.sha256_prefix.as_ref().is_none_or(|p| actual.starts_with(&p.to_lowercase()));
         let matches = expected.as_ref().is_none_or(|e| *e == actual) && prefix_ok;
@@ -210,16 +231,12 @@ impl Store {
             let mut bad = target.as_os_str().to_owned();
             bad.push(format!(".bad-{}", &actual[..12]));
             let bad = PathBuf::from(bad);
-            std::fs::rename(file, &bad).map_err(io(file))?;
+            std::fs::rename(file, &bad).map_err(io("move aside", file))?;
             let expected = expected.unwrap_or_else(|| format!("{}…", card.sha256_prefix.clone().unwrap_or_default()));
             return Err(ZooError::ChecksumMismatch { name: card.name.clone(), expected, actual, moved_to: bad });
         }
         if file != target {
-            std::fs::rename(file, target).map_err(io(file))?;
-        }
-        if checksum == ChecksumSource::NewlyRecorded {
-            let p = self.recorded_path(&card.name);
-            std::fs::write(&p, format!("{actual}\n")).map_err(io(&p))?;
+            std::fs::rename(file, target).map_err(io("move into place", file))?;
         }
         Ok(Verified { path: target.to_path_buf(), sha256: actual, checksum })
     }
@@ -245,11 +262,11 @@ pub fn source_of_url(url: &str) -> Source {
 }
 
 fn copy_file(src: &Path, dst: &Path) -> Result<(), ZooError> {
-    let mut from = std::fs::File::open(src).map_err(io(src))?;
-    let mut to = std::fs::File::create(dst).map_err(io(dst))?;
-    std::io::copy(&mut from, &mut to).map_err(io(dst))?;
-    to.flush().map_err(io(dst))?;
-    to.sync_all().map_err(io(dst))
+    let mut from = snzoo_fs::open_regular(src)?;
+    let mut to = std::fs::File::create(dst).map_err(io("create", dst))?;
+    std::io::copy(&mut from, &mut to).map_err(io("write", dst))?;
+    to.flush().map_err(io("write", dst))?;
+    to.sync_all().map_err(io("write", dst))
 }
 
 #[cfg(test)]

@@ -1,54 +1,95 @@
-//! `snzoo convert`: a torch.save checkpoint to safetensors with the architecture in its metadata.
+//! Converting checkpoints to safetensors with the architecture in the metadata.
+//!
+//! A [`CheckpointFormat`] reads one kind of file into a state dict with the network's key names;
+//! [`FORMATS`] lists them in the order they are tried. The converter then infers and checks the
+//! architecture, refuses tensors a model cannot hold (non-float, NaN/inf), casts, and records
+//! where the weights came from.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use anyhow::{Context, Result};
-use snzoo_convert::{read_torch_checkpoint, sha256_file, write_safetensors, DType, Tensor, TorchCheckpoint};
+use snzoo_convert::{CheckpointInfo, DType, Tensor};
 use snzoo_model::ResNetSnConfig;
 
-#[derive(Debug, clap::Args)]
-pub struct ConvertArgs {
-    /// The checkpoint written by `torch.save` (zip format of torch >= 1.6, or the legacy format
-    /// of torch <= 1.5 that the released SN models use). A training dict is unwrapped and the
-    /// `module.` prefix stripped; the optimizer state is skipped.
-    pub input: PathBuf,
-    /// Where to write the safetensors file. Written atomically: after an error nothing is left.
-    pub output: PathBuf,
-    /// Floating-point type of the written tensors.
-    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
-    pub dtype: String,
-    /// Print the result as a JSON object instead of text.
-    #[arg(long)]
-    pub json: bool,
+use crate::{Error, Result};
+
+/// A state dict read from a checkpoint, with the network's key names.
+#[derive(Debug, Clone)]
+pub struct StateDict {
+    /// What the file was (`torch.save legacy`, ...).
+    pub format: String,
+    pub tensors: Vec<(String, Tensor)>,
+    pub info: CheckpointInfo,
+}
+
+/// A checkpoint format snzoo reads.
+pub trait CheckpointFormat: Sync {
+    /// A short name for messages.
+    fn name(&self) -> &'static str;
+    /// Whether a file that starts with `head` is in this format.
+    fn sniff(&self, head: &[u8]) -> bool;
+    /// Reads the state dict, its keys renamed to the network's where the format names them
+    /// differently.
+    fn read(&self, path: &Path) -> Result<StateDict>;
+}
+
+/// `torch.save` files: the zip format (torch ≥ 1.6) and the legacy format of the SN release.
+pub struct TorchSave;
+
+impl CheckpointFormat for TorchSave {
+    fn name(&self) -> &'static str {
+        "torch.save"
+    }
+    fn sniff(&self, head: &[u8]) -> bool {
+        head.starts_with(b"PK\x03\x04") || head.first() == Some(&0x80)
+    }
+    fn read(&self, path: &Path) -> Result<StateDict> {
+        let ck = snzoo_convert::read_torch_checkpoint(path).map_err(|source| Error::Checkpoint { path: path.to_path_buf(), source })?;
+        Ok(StateDict { format: format!("torch.save {}", ck.format), tensors: ck.tensors, info: ck.info })
+    }
+}
+
+/// The formats snzoo reads, tried in order.
+pub const FORMATS: &[&dyn CheckpointFormat] = &[&TorchSave];
+
+/// Reads a checkpoint in whichever of [`FORMATS`] it is.
+pub fn read_checkpoint(path: &Path) -> Result<StateDict> {
+    use std::io::Read;
+    let mut head = [0u8; 64];
+    let mut f = snzoo_fs::open_regular(path)?;
+    let n = f.read(&mut head).map_err(|e| snzoo_fs::FsError::Io { op: "read", path: path.to_path_buf(), source: e })?;
+    let head = &head[..n];
+    match FORMATS.iter().find(|f| f.sniff(head)) {
+        Some(format) => format.read(path),
+        // Let the torch reader say precisely what the file is not.
+        None => TorchSave.read(path),
+    }
 }
 
 /// A checkpoint read, checked against its inferred architecture, ready to be written.
+#[derive(Debug, Clone)]
 pub struct Converted {
     pub tensors: Vec<(String, Tensor)>,
     pub config: ResNetSnConfig,
+    /// The safetensors `__metadata__` to write.
     pub metadata: HashMap<String, String>,
-    pub checkpoint: TorchCheckpointSummary,
-}
-
-pub struct TorchCheckpointSummary {
+    /// The source file's format and sha256.
     pub format: String,
     pub sha256: String,
-    pub wrapped_in: Option<String>,
-    pub stripped_module_prefix: bool,
+    pub info: CheckpointInfo,
 }
 
-/// Reads `path`, infers and validates the architecture, casts floats to `dtype` (if given) and
-/// prepares the metadata (architecture, source sha256, training-dict fields).
+/// Reads `path`, infers and validates the architecture, refuses non-float and non-finite
+/// tensors, casts floats to `dtype` (if given) and prepares the metadata (architecture, source
+/// sha256 and format, training-dict fields).
 pub fn convert_checkpoint(path: &Path, dtype: Option<DType>) -> Result<Converted> {
-    let sha256 = sha256_file(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let TorchCheckpoint { format, tensors, info } =
-        read_torch_checkpoint(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+    let sha256 = snzoo_fs::sha256_file(path)?;
+    let StateDict { format, tensors, info } = read_checkpoint(path)?;
     // BatchNorm's num_batches_tracked counters are training state: not part of the model.
     let tensors: Vec<(String, Tensor)> = tensors.into_iter().filter(|(k, _)| !snzoo_model::is_training_only(k)).collect();
     let shapes: BTreeMap<String, Vec<usize>> = tensors.iter().map(|(k, t)| (k.clone(), t.shape.clone())).collect();
-    let config = ResNetSnConfig::infer(&shapes)
-        .with_context(|| format!("{} is not a state dict of an SN ResNet that snzoo knows", path.display()))?;
+    let config = ResNetSnConfig::infer(&shapes).map_err(|source| Error::NotAModel { path: path.to_path_buf(), source })?;
+    snzoo_convert::check_model_tensors(&tensors).map_err(|source| Error::BadTensor { path: path.to_path_buf(), source })?;
     let tensors: Vec<(String, Tensor)> = match dtype {
         Some(d) => tensors.into_iter().map(|(k, t)| (k, t.cast_float(d))).collect(),
         None => tensors,
@@ -57,9 +98,9 @@ pub fn convert_checkpoint(path: &Path, dtype: Option<DType>) -> Result<Converted
     metadata.insert("format".into(), "pt".into());
     metadata.insert("snzoo_version".into(), env!("CARGO_PKG_VERSION").into());
     metadata.insert("source_sha256".into(), sha256.clone());
-    metadata.insert("source_format".into(), format!("torch.save {format}"));
-    if let Some(name) = path.file_name().and_then(|n| n.to_str()) {
-        metadata.insert("source_file".into(), name.into());
+    metadata.insert("source_format".into(), format.clone());
+    if let Some(name) = path.file_name() {
+        metadata.insert("source_file".into(), snzoo_fs::display_path(Path::new(name)));
     }
     metadata.insert("dtype".into(), tensors.first().map(|(_, t)| t.dtype.to_string()).unwrap_or_default());
     if let Some(e) = info.epoch {
@@ -71,53 +112,21 @@ pub fn convert_checkpoint(path: &Path, dtype: Option<DType>) -> Result<Converted
     if let Some(p) = info.best_prec1 {
         metadata.insert("best_prec1".into(), format!("{p}"));
     }
-    Ok(Converted {
-        tensors,
-        config,
-        metadata,
-        checkpoint: TorchCheckpointSummary {
-            format: format.to_string(),
-            sha256,
-            wrapped_in: info.wrapped_in,
-            stripped_module_prefix: info.stripped_module_prefix,
-        },
-    })
+    Ok(Converted { tensors, config, metadata, format, sha256, info })
 }
 
-pub fn run(args: &ConvertArgs) -> Result<()> {
-    let dtype: DType = args.dtype.parse().map_err(anyhow::Error::msg)?;
-    let c = convert_checkpoint(&args.input, Some(dtype))?;
-    write_safetensors(&args.output, &c.tensors, &c.metadata)
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
-    if args.json {
-        let out = serde_json::json!({
-            "input": args.input,
-            "output": args.output,
-            "source_format": c.checkpoint.format,
-            "source_sha256": c.checkpoint.sha256,
-            "wrapped_in": c.checkpoint.wrapped_in,
-            "stripped_module_prefix": c.checkpoint.stripped_module_prefix,
-            "tensors": c.tensors.len(),
-            "arch": c.config.arch_name(),
-            "using_bn": c.config.using_bn,
-            "num_classes": c.config.num_classes,
-            "dtype": args.dtype,
-        });
-        println!("{}", serde_json::to_string_pretty(&out)?);
-    } else {
-        println!(
-            "{}: torch.save {} format, {} tensors{}{} -> {} ({}, using_bn={}, {} classes, {})",
-            args.input.display(),
-            c.checkpoint.format,
-            c.tensors.len(),
-            c.checkpoint.wrapped_in.as_ref().map(|k| format!(", unwrapped from '{k}'")).unwrap_or_default(),
-            if c.checkpoint.stripped_module_prefix { ", 'module.' stripped" } else { "" },
-            args.output.display(),
-            c.config.arch_name(),
-            c.config.using_bn,
-            c.config.num_classes,
-            args.dtype,
-        );
-    }
-    Ok(())
+/// Writes converted tensors to `output` as safetensors (atomically, deterministically), after
+/// checking that `output` may be written and is none of `inputs`.
+pub fn write_converted(c: &Converted, output: &Path, inputs: &[&Path]) -> Result<()> {
+    let target = snzoo_fs::check_output(output, inputs)?;
+    snzoo_convert::write_safetensors(&target, &c.tensors, &c.metadata).map_err(|source| Error::Write { path: output.to_path_buf(), source })
+}
+
+/// `snzoo convert`: `input` (any format of [`FORMATS`]) to `output` in `dtype`.
+pub fn convert_file(input: &Path, output: &Path, dtype: DType) -> Result<Converted> {
+    // Checked before the work, so that a conversion never ends in a refused output.
+    snzoo_fs::check_output(output, &[input])?;
+    let c = convert_checkpoint(input, Some(dtype))?;
+    write_converted(&c, output, &[input])?;
+    Ok(c)
 }

@@ -9,18 +9,10 @@
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-mod bench;
-mod classify;
-mod convert;
-mod device;
-mod eval;
-mod export;
-mod finetune;
-mod inspect;
-mod weights;
-mod zoo;
+mod cli;
 
 use clap::{Parser, Subcommand};
+use cli::{bench, classify, convert, eval, export, finetune, inspect, zoo};
 
 #[derive(Debug, Parser)]
 #[command(name = "snzoo", version, about = "Model zoo and evaluator for Switchable Normalization (SN) ResNets",

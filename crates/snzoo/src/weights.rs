@@ -1,118 +1,151 @@
-//! Loading model weights: a converted `.safetensors` file (architecture from its metadata) or,
-//! for convenience, a `torch.save` checkpoint converted in memory.
+//! Weights files: a converted `.safetensors` (its architecture recorded in the metadata and
+//! checked against the tensors), or a checkpoint in any format [`crate::convert`] reads,
+//! converted in memory.
 
 use std::collections::{BTreeMap, HashMap};
-use std::io::Read;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use snzoo_model::{ResNetSn, ResNetSnConfig};
+use snzoo_model::ResNetSnConfig;
 
-/// A loaded model and where it came from.
-pub struct LoadedModel {
-    pub model: ResNetSn,
-    pub config: ResNetSnConfig,
-}
+use crate::{Error, Result};
 
-/// The header of a safetensors file: tensor shapes and `__metadata__`.
-pub struct SafetensorsHeader {
+/// What the header of a safetensors file says: tensor shapes and types, and `__metadata__`.
+#[derive(Debug, Clone)]
+pub struct SafetensorsInfo {
     pub shapes: BTreeMap<String, Vec<usize>>,
+    pub dtypes: BTreeMap<String, safetensors::Dtype>,
     pub metadata: HashMap<String, String>,
 }
 
-/// Reads and checks the JSON header of a safetensors file without reading the tensors.
-pub fn read_safetensors_header(path: &Path) -> Result<SafetensorsHeader> {
-    let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let len = f.metadata()?.len();
-    let mut n = [0u8; 8];
-    f.read_exact(&mut n).with_context(|| format!("{}: too short for a safetensors file", path.display()))?;
-    let n = u64::from_le_bytes(n);
-    if n > len.saturating_sub(8) || n > 100 << 20 {
-        bail!("{}: not a safetensors file (header length {n} does not fit the file)", path.display());
-    }
-    let mut header = vec![0u8; n as usize];
-    f.read_exact(&mut header)?;
-    let json: serde_json::Value = serde_json::from_slice(&header)
-        .with_context(|| format!("{}: the safetensors header is not valid JSON", path.display()))?;
-    let obj = json.as_object().with_context(|| format!("{}: the safetensors header is not an object", path.display()))?;
-    let mut shapes = BTreeMap::new();
-    let mut metadata = HashMap::new();
-    for (k, v) in obj {
-        if k == "__metadata__" {
-            for (mk, mv) in v.as_object().into_iter().flatten() {
-                if let Some(s) = mv.as_str() {
-                    metadata.insert(mk.clone(), s.to_string());
-                }
-            }
-        } else {
-            let shape = v["shape"]
-                .as_array()
-                .and_then(|a| a.iter().map(|d| d.as_u64().map(|d| d as usize)).collect::<Option<Vec<_>>>())
-                .with_context(|| format!("{}: tensor `{k}` has no valid shape", path.display()))?;
-            shapes.insert(k.clone(), shape);
-        }
-    }
-    Ok(SafetensorsHeader { shapes, metadata })
+/// Maps a regular file read-only.
+fn map(path: &Path) -> Result<memmap2::Mmap> {
+    let file = snzoo_fs::open_regular(path)?;
+    // SAFETY: the map is read-only and snzoo never writes a file in place (outputs are renamed
+    // over their target, leaving a mapped inode intact). Another program truncating the file
+    // while it is mapped could still fault, as with any memory-mapped reader (candle's included).
+    unsafe { memmap2::Mmap::map(&file) }.map_err(|e| snzoo_fs::FsError::Io { op: "map", path: path.to_path_buf(), source: e }.into())
 }
 
-/// True when the file starts like a safetensors file (a header length, then `{`).
-fn looks_like_safetensors(path: &Path) -> Result<bool> {
+/// Reads and checks the header of a safetensors file (with the safetensors crate: offsets,
+/// sizes and the buffer's length are validated) without touching the tensor data.
+pub fn read_safetensors_info(path: &Path) -> Result<SafetensorsInfo> {
+    let mmap = map(path)?;
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&mmap).map_err(|source| Error::Safetensors { path: path.to_path_buf(), source })?;
+    let mut shapes = BTreeMap::new();
+    let mut dtypes = BTreeMap::new();
+    for (name, info) in meta.tensors() {
+        shapes.insert(name.clone(), info.shape.clone());
+        dtypes.insert(name, info.dtype);
+    }
+    Ok(SafetensorsInfo { shapes, dtypes, metadata: meta.metadata().clone().unwrap_or_default() })
+}
+
+/// Whether a file starts like a safetensors file (a header length, then `{`).
+pub fn is_safetensors(path: &Path) -> Result<bool> {
+    use std::io::Read;
     let mut head = [0u8; 9];
-    let mut f = std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let n = f.read(&mut head)?;
+    let mut f = snzoo_fs::open_regular(path)?;
+    let n = f.read(&mut head).map_err(|e| snzoo_fs::FsError::Io { op: "read", path: path.to_path_buf(), source: e })?;
     Ok(n == 9 && head[8] == b'{')
 }
 
-/// The architecture recorded in the metadata, else inferred from the tensor shapes; either way
-/// validated against the shapes.
-fn config_for(path: &Path, header: &SafetensorsHeader) -> Result<ResNetSnConfig> {
-    let config = if header.metadata.contains_key("arch") {
-        ResNetSnConfig::from_metadata(&header.metadata).with_context(|| format!("{}: bad snzoo metadata", path.display()))?
-    } else {
-        ResNetSnConfig::infer(&header.shapes)
-            .with_context(|| format!("{}: no snzoo metadata and not an SN ResNet state dict", path.display()))?
-    };
-    config
-        .validate(&header.shapes)
-        .with_context(|| format!("{}: the tensors do not match {}", path.display(), config.arch_name()))?;
-    Ok(config)
+/// The architecture of a safetensors file's tensors. It is inferred from the tensors (which
+/// bounds the work by the file's own size); recorded metadata must agree with it.
+pub fn architecture(path: &Path, info: &SafetensorsInfo) -> Result<ResNetSnConfig> {
+    let inferred = ResNetSnConfig::infer(&info.shapes).map_err(|source| Error::NotAModel { path: path.to_path_buf(), source })?;
+    if info.metadata.contains_key("arch") {
+        let declared = ResNetSnConfig::from_metadata(&info.metadata)
+            .map_err(|e| Error::BadMetadata { path: path.to_path_buf(), message: format!("bad snzoo metadata: {e}") })?;
+        if declared != inferred {
+            return Err(Error::BadMetadata {
+                path: path.to_path_buf(),
+                message: format!(
+                    "the metadata describes {} (blocks {:?}, width {}, {} classes) but the tensors are {} (blocks {:?}, width {}, {} classes)",
+                    declared.arch_name(),
+                    declared.layers,
+                    declared.width,
+                    declared.num_classes,
+                    inferred.arch_name(),
+                    inferred.layers,
+                    inferred.width,
+                    inferred.num_classes
+                ),
+            });
+        }
+    }
+    Ok(inferred)
 }
 
-/// Loads a model from `.safetensors` (memory-mapped) or a `torch.save` checkpoint.
-pub fn load_model(path: &Path, device: &Device) -> Result<LoadedModel> {
-    if looks_like_safetensors(path)? {
-        let header = read_safetensors_header(path)?;
-        let config = config_for(path, &header)?;
-        // SAFETY: the file is mapped read-only; snzoo never writes to a file it has mapped, and
-        // converted files are only ever replaced by rename, not modified in place.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, device) }
-            .with_context(|| format!("cannot read {}", path.display()))?;
-        let model = ResNetSn::new(&config, vb).with_context(|| format!("cannot build the model from {}", path.display()))?;
-        return Ok(LoadedModel { model, config });
+/// Checks that every tensor of a safetensors file is floating-point and finite.
+fn check_values(path: &Path) -> Result<()> {
+    let mmap = map(path)?;
+    let st = safetensors::SafeTensors::deserialize(&mmap).map_err(|source| Error::Safetensors { path: path.to_path_buf(), source })?;
+    for (name, view) in st.iter() {
+        let bad = |source| Error::BadTensor { path: path.to_path_buf(), source };
+        match snzoo_convert::DType::from_safetensors(view.dtype()) {
+            Some(d) if d.is_float() => {
+                if let Some((index, v)) = snzoo_convert::first_nonfinite(d, view.data()) {
+                    return Err(bad(snzoo_convert::InvalidTensor::NonFinite { name: name.to_string(), index, value: format!("{v}") }));
+                }
+            }
+            Some(d) => return Err(bad(snzoo_convert::InvalidTensor::NotFloat { name: name.to_string(), dtype: d })),
+            None => return Err(Error::Other(format!("{}: tensor `{name}` has the unsupported dtype {:?}", path.display(), view.dtype()))),
+        }
     }
-    let converted = crate::convert::convert_checkpoint(path, None)?;
-    let bytes = snzoo_convert::serialize_safetensors(&converted.tensors, &converted.metadata)?;
-    let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, device)?;
-    let model = ResNetSn::new(&converted.config, vb)?;
-    Ok(LoadedModel { model, config: converted.config })
+    Ok(())
 }
 
-/// The tensors (state-dict names, f32) and architecture of a weights file, for training.
-pub fn load_tensors(path: &Path, device: &Device) -> Result<(ResNetSnConfig, std::collections::HashMap<String, candle_core::Tensor>)> {
-    if looks_like_safetensors(path)? {
-        let header = read_safetensors_header(path)?;
-        let config = config_for(path, &header)?;
-        let tensors = candle_core::safetensors::load(path, device).with_context(|| format!("cannot read {}", path.display()))?;
-        let tensors = tensors.into_iter().map(|(k, t)| Ok((k, t.to_dtype(DType::F32)?))).collect::<candle_core::Result<_>>()?;
-        return Ok((config, tensors));
+/// Weights ready to build a network from.
+pub struct Weights {
+    pub path: PathBuf,
+    pub config: ResNetSnConfig,
+    /// The file's `__metadata__` (for a checkpoint: what its conversion would record).
+    pub metadata: HashMap<String, String>,
+    vb: VarBuilder<'static>,
+}
+
+impl Weights {
+    /// Opens a weights file: `.safetensors` (memory-mapped) or a checkpoint (converted in
+    /// memory). Architecture, tensor types and values are checked before anything is built.
+    pub fn open(path: &Path, device: &Device) -> Result<Weights> {
+        if is_safetensors(path)? {
+            let info = read_safetensors_info(path)?;
+            let config = architecture(path, &info)?;
+            check_values(path)?;
+            // SAFETY: as in `map`.
+            let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, device) }?;
+            return Ok(Weights { path: path.to_path_buf(), config, metadata: info.metadata, vb });
+        }
+        let converted = crate::convert::convert_checkpoint(path, None)?;
+        let bytes = snzoo_convert::serialize_safetensors(&converted.tensors, &converted.metadata)
+            .map_err(|source| Error::Write { path: path.to_path_buf(), source })?;
+        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, device)?;
+        Ok(Weights { path: path.to_path_buf(), config: converted.config, metadata: converted.metadata, vb })
     }
-    let converted = crate::convert::convert_checkpoint(path, Some(snzoo_convert::DType::F32))?;
-    let mut tensors = std::collections::HashMap::new();
-    for (k, t) in converted.tensors {
-        let v: Vec<f32> = t.to_f64_vec().into_iter().map(|x| x as f32).collect();
-        tensors.insert(k, candle_core::Tensor::from_vec(v, t.shape.clone(), device)?);
+
+    /// The `VarBuilder` over the tensors (state-dict names, f32).
+    pub fn var_builder(&self) -> VarBuilder<'static> {
+        self.vb.clone()
     }
-    Ok((converted.config, tensors))
+
+    /// Every tensor, by state-dict name, in f32 on `device` (for training).
+    pub fn tensors(path: &Path, device: &Device) -> Result<(ResNetSnConfig, HashMap<String, candle_core::Tensor>)> {
+        if is_safetensors(path)? {
+            let info = read_safetensors_info(path)?;
+            let config = architecture(path, &info)?;
+            check_values(path)?;
+            let tensors = candle_core::safetensors::load(path, device)?;
+            let tensors = tensors.into_iter().map(|(k, t)| Ok((k, t.to_dtype(DType::F32)?))).collect::<candle_core::Result<_>>()?;
+            return Ok((config, tensors));
+        }
+        let converted = crate::convert::convert_checkpoint(path, Some(snzoo_convert::DType::F32))?;
+        let mut tensors = HashMap::new();
+        for (k, t) in converted.tensors {
+            let v: Vec<f32> = t.to_f64_vec().into_iter().map(|x| x as f32).collect();
+            tensors.insert(k, candle_core::Tensor::from_vec(v, t.shape.clone(), device)?);
+        }
+        Ok((converted.config, tensors))
+    }
 }

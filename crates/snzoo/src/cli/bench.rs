@@ -6,25 +6,32 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use snzoo_model::ResNetSn;
+use snzoo::snzoo_model::ResNetSn;
 
-use crate::zoo::resolve_weights;
+/// `--seconds`: a finite duration of at most a day.
+fn seconds(s: &str) -> Result<f64, String> {
+    let v: f64 = s.parse().map_err(|e| format!("{e}"))?;
+    if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
+        return Err(format!("{s} is not a duration in (0, 86400] seconds"));
+    }
+    Ok(v)
+}
 
 #[derive(Debug, clap::Args)]
 pub struct BenchArgs {
     #[command(flatten)]
-    pub model: crate::zoo::ModelArg,
-    /// Images per forward pass.
-    #[arg(long, default_value_t = 16)]
+    pub model: super::ModelArg,
+    /// Images per forward pass (at least 1; checked against the memory available).
+    #[arg(long, default_value_t = 16, value_parser = super::classify::positive)]
     pub batch_size: usize,
-    /// Measure for at least this long (after one warm-up batch; at least 3 batches).
-    #[arg(long, default_value_t = 10.0)]
+    /// Measure for at least this long (after one warm-up batch; at least 3 batches), at most a day.
+    #[arg(long, default_value_t = 10.0, value_parser = seconds)]
     pub seconds: f64,
-    /// Threads (default: all cores).
+    /// Threads (default: all cores; at most 4 per core).
     #[arg(long)]
     pub threads: Option<usize>,
     /// Where the forward pass runs: cpu, cuda (GPU 0) or cuda:N (CUDA needs a build with `--features cuda`).
-    #[arg(long, default_value = "cpu", value_parser = crate::device::valid_spec)]
+    #[arg(long, default_value = "cpu", value_parser = super::valid_device)]
     pub device: String,
     /// Compute type: on CUDA of weights and activations; on the CPU bf16 means bf16 convolutions
     /// with f32 accumulation (AVX-512 BF16 CPUs), f16 is CUDA-only.
@@ -52,32 +59,35 @@ fn peak_rss() -> Option<u64> {
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
-    let threads = args.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())).max(1);
-    let _ = rayon::ThreadPoolBuilder::new().num_threads(threads).build_global();
+    let threads = super::init_threads(args.threads)?;
     let spec = args.model.spec();
-    let (path, _) = resolve_weights(&spec, args.json)?;
+    let (path, _) = snzoo::zoo::resolve(&spec, &mut super::logger("snzoo", args.json))?;
     if args.pipeline {
         if args.dtype == "f16" {
             bail!("--pipeline measures `snzoo eval`, which computes in f32 or bf16, not f16");
         }
         return pipeline(args, &path, threads);
     }
-    if args.batch_size == 0 {
-        bail!("--batch-size must be positive");
-    }
     let dtype = match args.dtype.as_str() {
         "bf16" => DType::BF16,
         "f16" => DType::F16,
         _ => DType::F32,
     };
-    let device = crate::device::open(&args.device)?;
+    let device = snzoo::model::open_device(&args.device)?;
     // On the CPU, bf16 means bf16 convolutions (f32 elsewhere); f16 has no CPU kernels.
     let cpu_bf16 = device.is_cpu() && dtype == DType::BF16;
     if device.is_cpu() && dtype == DType::F16 {
         bail!("--dtype f16 runs on CUDA only (--device cuda): neither candle 0.11's CPU matmul nor snzoo has f16 CPU kernels");
     }
     let dtype = if cpu_bf16 { DType::F32 } else { dtype };
-    let (config, tensors) = crate::weights::load_tensors(&path, &device)?;
+    let (config, tensors) = snzoo::weights::Weights::tensors(&path, &device)?;
+    // The input batch and its logits, and a forward pass per thread (one image per thread; a
+    // single thread runs the whole batch at once).
+    let working = if threads > 1 { threads.min(args.batch_size) } else { args.batch_size } as u64;
+    snzoo::limits::check_memory(
+        &format!("benchmarking with --batch-size {}", args.batch_size),
+        args.batch_size as u64 * snzoo::limits::input_bytes(224) + working * snzoo::limits::forward_bytes_per_image(config.width, 224),
+    )?;
     let mut model = ResNetSn::new(&config, VarBuilder::from_tensors(tensors, dtype, &device))?;
     if cpu_bf16 {
         model = model.with_bf16_convolutions()?;

@@ -5,15 +5,13 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
-use snzoo_eval::report::Report;
-use snzoo_zoo::{ModelCard, Store};
-
-use crate::zoo::resolve_weights;
+use snzoo::snzoo_eval::report::Report;
+use snzoo::snzoo_zoo::{ModelCard, Store};
 
 #[derive(Debug, clap::Args)]
 pub struct ExportArgs {
     #[command(flatten)]
-    pub model: crate::zoo::ModelArg,
+    pub model: super::ModelArg,
     /// The folder to write (created if needed; files in it are replaced atomically).
     #[arg(long, value_name = "DIR")]
     pub hf: PathBuf,
@@ -98,28 +96,34 @@ fn model_card(name: &str, arch: &str, card: Option<&ModelCard>, measured: Option
     s
 }
 
-fn write(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+fn write(dir: &Path, name: &str, bytes: &[u8], inputs: &[&Path]) -> Result<()> {
     let p = dir.join(name);
-    snzoo_convert::write_atomically(&p, bytes).with_context(|| format!("cannot write {}", p.display()))
+    let target = snzoo::snzoo_fs::check_output(&p, inputs)?;
+    snzoo::snzoo_fs::write_atomic(&target, bytes).with_context(|| format!("cannot write {}", p.display()))
 }
 
 pub fn run(args: &ExportArgs) -> Result<()> {
     let spec = args.model.spec();
-    let (path, card) = resolve_weights(&spec, false)?;
-    // A .pth is converted; a .safetensors is copied as it is (its metadata holds the architecture).
-    let loaded = crate::weights::load_model(&path, &candle_core::Device::Cpu)?;
-    std::fs::create_dir_all(&args.hf).with_context(|| format!("cannot create {}", args.hf.display()))?;
-    let is_safetensors = crate::weights::read_safetensors_header(&path).is_ok();
-    let weights = if is_safetensors {
-        std::fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?
+    let model = snzoo::Model::open_with(&spec, &snzoo::ModelOptions::default(), &mut super::logger("snzoo", false))?;
+    let (path, card) = (model.weights_path().to_path_buf(), model.card());
+    snzoo::snzoo_fs::check_output_dir(&args.hf)?;
+    // A checkpoint is converted; a .safetensors (checked when the model was opened) is copied as
+    // it is: its metadata holds the architecture.
+    let weights = if snzoo::weights::is_safetensors(&path)? {
+        snzoo::snzoo_fs::read_regular(&path, u64::MAX)?
     } else {
-        let c = crate::convert::convert_checkpoint(&path, None)?;
-        snzoo_convert::serialize_safetensors(&c.tensors, &c.metadata)?
+        let c = snzoo::convert::convert_checkpoint(&path, None)?;
+        snzoo::snzoo_convert::serialize_safetensors(&c.tensors, &c.metadata)?
     };
-    let config = &loaded.config;
+    let mut inputs: Vec<&Path> = vec![&path];
+    if let Some(r) = &args.report {
+        inputs.push(r);
+    }
+    std::fs::create_dir_all(&args.hf).with_context(|| format!("cannot create {}", args.hf.display()))?;
+    let config = model.config();
     let measured = match &args.report {
         Some(r) => {
-            let rep: Report = serde_json::from_str(&std::fs::read_to_string(r).with_context(|| format!("cannot read {}", r.display()))?)
+            let rep: Report = serde_json::from_slice(&snzoo::snzoo_fs::read_regular(r, 256 << 20)?)
                 .with_context(|| format!("{} is not an snzoo eval report", r.display()))?;
             Some((rep.top1, rep.top5, format!("{} ({} images)", rep.dataset.path, rep.images)))
         }
@@ -128,8 +132,8 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         }),
     };
     let name = card.map_or(config.arch_name(), |c| c.name.clone());
-    let id2label: serde_json::Map<String, serde_json::Value> = if config.num_classes == snzoo_imagenet::NUM_CLASSES {
-        snzoo_imagenet::classes().iter().map(|c| (c.index.to_string(), serde_json::Value::from(c.name))).collect()
+    let id2label: serde_json::Map<String, serde_json::Value> = if config.num_classes == snzoo::snzoo_imagenet::NUM_CLASSES {
+        snzoo::snzoo_imagenet::classes().iter().map(|c| (c.index.to_string(), serde_json::Value::from(c.name))).collect()
     } else {
         (0..config.num_classes).map(|i| (i.to_string(), serde_json::Value::from(format!("LABEL_{i}")))).collect()
     };
@@ -146,19 +150,19 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         "normalization": {
             "type": "switchable",
             "using_bn": config.using_bn,
-            "eps": snzoo_model::SN_EPS,
+            "eps": snzoo::snzoo_model::SN_EPS,
             "using_moving_average": card.and_then(|c| c.normalization.using_moving_average),
             "last_gamma": card.and_then(|c| c.normalization.last_gamma),
         },
         "image_size": 224,
         "preprocessing": {"resize_shorter_side": 256, "center_crop": 224, "interpolation": "bilinear",
-                          "mean": snzoo_preprocess::IMAGENET_MEAN, "std": snzoo_preprocess::IMAGENET_STD},
+                          "mean": snzoo::snzoo_preprocess::IMAGENET_MEAN, "std": snzoo::snzoo_preprocess::IMAGENET_STD},
         "model_card": card.map(|c| c.name.clone()),
         "id2label": id2label,
     });
-    write(&args.hf, "model.safetensors", &weights)?;
-    write(&args.hf, "config.json", format!("{}\n", serde_json::to_string_pretty(&cfg)?).as_bytes())?;
-    write(&args.hf, "README.md", model_card(&name, &config.arch_name(), card, measured).as_bytes())?;
+    write(&args.hf, "model.safetensors", &weights, &inputs)?;
+    write(&args.hf, "config.json", format!("{}\n", serde_json::to_string_pretty(&cfg)?).as_bytes(), &inputs)?;
+    write(&args.hf, "README.md", model_card(&name, &config.arch_name(), card, measured).as_bytes(), &inputs)?;
     println!("{}", args.hf.display());
     Ok(())
 }

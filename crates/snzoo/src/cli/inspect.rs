@@ -4,15 +4,11 @@
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use candle_core::Device;
-
-use crate::weights::load_model;
-use crate::zoo::resolve_weights;
 
 #[derive(Debug, clap::Args)]
 pub struct InspectArgs {
     #[command(flatten)]
-    pub model: crate::zoo::ModelArg,
+    pub model: super::ModelArg,
     /// Print JSON: [{"layer", "mean": [in, ln, bn], "var": [in, ln, bn]}, ...] (two entries without BN).
     #[arg(long)]
     pub json: bool,
@@ -102,10 +98,10 @@ fn png(svg: &str) -> Result<Vec<u8>> {
 
 pub fn run(args: &InspectArgs) -> Result<()> {
     let spec = args.model.spec();
-    let (path, card) = resolve_weights(&spec, args.json)?;
-    let loaded = load_model(&path, &Device::Cpu)?;
-    let layers: Vec<LayerImportance> = loaded
-        .model
+    let model = snzoo::Model::open_with(&spec, &snzoo::ModelOptions::default(), &mut super::logger("snzoo", args.json))?;
+    let (path, card) = (model.weights_path(), model.card());
+    let layers: Vec<LayerImportance> = model
+        .network()
         .switch_norms()
         .into_iter()
         .map(|(layer, sn)| Ok(LayerImportance { layer, mean: sn.mean_importance()?, var: sn.var_importance()? }))
@@ -114,20 +110,21 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         bail!("{} has no Switchable Normalization layers", path.display());
     }
     if let Some(p) = &args.plot {
-        let title = format!("{}: importance of IN / LN / BN per SN layer", card.map_or(loaded.config.arch_name(), |c| c.name.clone()));
+        let title = format!("{}: importance of IN / LN / BN per SN layer", card.map_or(model.config().arch_name(), |c| c.name.clone()));
         let doc = svg(&title, &layers);
         let bytes = match p.extension().and_then(|e| e.to_str()).map(|e| e.to_ascii_lowercase()) {
             Some(e) if e == "svg" => doc.into_bytes(),
             Some(e) if e == "png" => png(&doc)?,
             _ => bail!("{}: the plot file must end in .svg or .png", p.display()),
         };
-        snzoo_convert::write_atomically(p, &bytes).with_context(|| format!("cannot write {}", p.display()))?;
+        let target = snzoo::snzoo_fs::check_output(p, &[path])?;
+        snzoo::snzoo_fs::write_atomic(&target, &bytes).with_context(|| format!("cannot write {}", p.display()))?;
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&layers)?);
         return Ok(());
     }
-    let bn = loaded.config.using_bn;
+    let bn = model.config().using_bn;
     println!("{:<24} {:>24}   {:>24}", "layer", if bn { "mean: IN    LN    BN" } else { "mean: IN    LN" }, if bn { "var: IN    LN    BN" } else { "var: IN    LN" });
     for l in &layers {
         let f = |v: &[f64]| v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join("  ");

@@ -1,0 +1,60 @@
+//! `snzoo convert`: a checkpoint to safetensors with the architecture in its metadata.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use snzoo::snzoo_convert::DType;
+use snzoo::snzoo_fs::display_path;
+
+#[derive(Debug, clap::Args)]
+pub struct ConvertArgs {
+    /// The checkpoint written by `torch.save` (zip format of torch >= 1.6, or the legacy format
+    /// of torch <= 1.5 that the released SN models use). A training dict is unwrapped and the
+    /// `module.` prefix stripped; the optimizer state is skipped.
+    pub input: PathBuf,
+    /// Where to write the safetensors file: written atomically (after an error nothing is left),
+    /// never over the input or a file that is not a regular file.
+    pub output: PathBuf,
+    /// Floating-point type of the written tensors.
+    #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
+    pub dtype: String,
+    /// Print the result as a JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(args: &ConvertArgs) -> Result<()> {
+    let dtype: DType = args.dtype.parse().map_err(anyhow::Error::msg)?;
+    let c = snzoo::convert::convert_file(&args.input, &args.output, dtype)?;
+    if args.json {
+        let out = serde_json::json!({
+            "input": display_path(&args.input),
+            "output": display_path(&args.output),
+            "source_format": c.format,
+            "source_sha256": c.sha256,
+            "wrapped_in": c.info.wrapped_in,
+            "stripped_module_prefix": c.info.stripped_module_prefix,
+            "tensors": c.tensors.len(),
+            "arch": c.config.arch_name(),
+            "using_bn": c.config.using_bn,
+            "num_classes": c.config.num_classes,
+            "dtype": args.dtype,
+        });
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "{}: {} format, {} tensors{}{} -> {} ({}, using_bn={}, {} classes, {})",
+            display_path(&args.input),
+            c.format,
+            c.tensors.len(),
+            c.info.wrapped_in.as_ref().map(|k| format!(", unwrapped from '{k}'")).unwrap_or_default(),
+            if c.info.stripped_module_prefix { ", 'module.' stripped" } else { "" },
+            display_path(&args.output),
+            c.config.arch_name(),
+            c.config.using_bn,
+            c.config.num_classes,
+            args.dtype,
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,150 @@
+//! `snzoo list`, `info`, `download`.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use snzoo::snzoo_zoo::store::AcquireOptions;
+use snzoo::snzoo_zoo::{card, cards, ModelCard, Store};
+
+#[derive(Debug, clap::Args)]
+pub struct ListArgs {
+    /// Print a JSON array (name, arch, top1, top5, using_bn, loadable, local state, last results).
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct InfoArgs {
+    /// A model name from `snzoo list`.
+    pub name: String,
+    /// Print JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct DownloadArgs {
+    /// A model name from `snzoo list`.
+    pub name: String,
+    /// Fetch from this URL instead of the card's source: a mirror (`https://…`), a Google Drive
+    /// link, or `hf://org/repo/file` on the Hugging Face Hub (`HF_ENDPOINT` is honoured).
+    #[arg(long)]
+    pub url: Option<String>,
+    /// Expected sha256 of the checkpoint (overrides the card's).
+    #[arg(long)]
+    pub sha256: Option<String>,
+    /// Take a checkpoint fetched by hand (Baidu Pan, a browser) through the same verification
+    /// and conversion.
+    #[arg(long, value_name = "PATH")]
+    pub from_file: Option<PathBuf>,
+    /// Further attempts after a failed or cut transfer, each resuming where the last stopped.
+    #[arg(long, default_value_t = 4)]
+    pub retries: u32,
+    /// No progress output.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+fn local_state(store: &Store, c: &ModelCard) -> serde_json::Value {
+    let last = store.last_results(&c.name);
+    serde_json::json!({
+        "downloaded": store.checkpoint_path(c).exists(),
+        "converted": store.converted_path(&c.name).exists(),
+        "measured_top1": last.as_ref().and_then(|r| r.get("top1")).cloned(),
+        "measured_top5": last.as_ref().and_then(|r| r.get("top5")).cloned(),
+        "delta_top1": last.as_ref().and_then(|r| r.get("top1")).and_then(|v| v.as_f64()).map(|v| v - c.claimed.top1),
+        "delta_top5": last.as_ref().and_then(|r| r.get("top5")).and_then(|v| v.as_f64()).map(|v| v - c.claimed.top5),
+    })
+}
+
+pub fn list(args: &ListArgs) -> Result<()> {
+    let store = Store::from_env();
+    if args.json {
+        let arr: Vec<serde_json::Value> = cards()
+            .iter()
+            .map(|c| {
+                let mut v = serde_json::json!({
+                    "name": c.name, "arch": c.arch, "top1": c.claimed.top1, "top5": c.claimed.top5,
+                    "using_bn": c.normalization.using_bn, "normalization": c.normalization.kind, "loadable": c.loadable,
+                });
+                v.as_object_mut().unwrap().extend(local_state(&store, c).as_object().unwrap().clone());
+                v
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&arr)?);
+        return Ok(());
+    }
+    println!("{:<28} {:<16} {:>6} {:>6} {:<8} {:<12} measured (delta)", "name", "arch", "top-1", "top-5", "using_bn", "local");
+    for c in cards() {
+        let st = local_state(&store, c);
+        let local = if !c.loadable {
+            "not loadable"
+        } else if st["converted"] == true {
+            "converted"
+        } else if st["downloaded"] == true {
+            "downloaded"
+        } else {
+            "-"
+        };
+        let measured = match (st["measured_top1"].as_f64(), st["measured_top5"].as_f64()) {
+            (Some(a), Some(b)) => format!("{a:.2} / {b:.2} ({:+.2} / {:+.2})", a - c.claimed.top1, b - c.claimed.top5),
+            _ => String::new(),
+        };
+        println!(
+            "{:<28} {:<16} {:>6.2} {:>6.2} {:<8} {:<12} {measured}",
+            c.name, c.arch, c.claimed.top1, c.claimed.top5, c.normalization.using_bn, local
+        );
+    }
+    Ok(())
+}
+
+pub fn info(args: &InfoArgs) -> Result<()> {
+    let c = card(&args.name).with_context(|| format!("no model named {} (see `snzoo list`)", args.name))?;
+    let store = Store::from_env();
+    let files = serde_json::json!({
+        "directory": store.model_dir(&c.name),
+        "checkpoint": store.checkpoint_path(c),
+        "converted": store.converted_path(&c.name),
+        "recorded_sha256": store.recorded_sha256(&c.name),
+    });
+    let out = serde_json::json!({"card": c, "local": local_state(&store, c), "files": files, "last_results": store.last_results(&c.name)});
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(());
+    }
+    println!("{} — {}", c.name, c.title);
+    println!("  arch {}, normalization {} (using_bn={}{}{})", c.arch, c.normalization.kind, c.normalization.using_bn,
+        c.normalization.using_moving_average.map(|v| format!(", using_moving_average={v}")).unwrap_or_default(),
+        c.normalization.last_gamma.map(|v| format!(", last_gamma={v}")).unwrap_or_default());
+    println!("  claimed single-crop top-1 {:.2}, top-5 {:.2} (resize {}, crop {}, {})", c.claimed.top1, c.claimed.top5, c.eval.resize, c.eval.crop, c.eval.interpolation);
+    if let Some(t) = &c.training {
+        println!("  trained on {}: {} GPUs x {} images, {} epochs, {}, lr {}, momentum {}, weight decay {}", t.dataset, t.gpus, t.images_per_gpu, t.epochs, t.schedule, t.initial_lr, t.momentum, t.weight_decay);
+    }
+    println!("  format: {}{}", c.format, if c.loadable { String::new() } else { format!(" — {}", c.not_loadable_reason.clone().unwrap_or_default()) });
+    for s in &c.sources {
+        println!("  source: {}", serde_json::to_string(s)?);
+    }
+    println!("  license {}; {}", c.license, c.paper);
+    println!("  local: {}", serde_json::to_string(&out["local"])?);
+    println!("  files: {}", serde_json::to_string(&files)?);
+    Ok(())
+}
+
+pub fn download(args: &DownloadArgs) -> Result<()> {
+    let c = card(&args.name).with_context(|| format!("no model named {} (see `snzoo list`)", args.name))?;
+    if let Some(s) = &args.sha256 {
+        if s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+            bail!("--sha256 must be 64 hex digits");
+        }
+    }
+    let options = AcquireOptions { url: args.url.clone(), sha256: args.sha256.clone(), from_file: args.from_file.clone() };
+    let fetch = snzoo::zoo::Fetch {
+        options,
+        retries: args.retries,
+        progress: &mut super::Bar::bytes(args.quiet),
+        log: &mut super::logger(&c.name, args.quiet),
+    };
+    let converted = snzoo::zoo::ensure_converted(c, fetch)?;
+    println!("{}", converted.display());
+    Ok(())
+}
