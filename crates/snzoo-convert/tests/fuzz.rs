@@ -103,3 +103,99 @@ fn deep_nesting_is_harmless() {
     let p = read_pickle(&mut Cursor::new(&data), PersistentIds::Refuse).unwrap();
     assert_eq!(p.objects.len(), 1_000_001);
 }
+
+/// One entry of a generated zip archive.
+#[derive(Debug, Clone)]
+struct Entry {
+    name: String,
+    deflate: bool,
+    data: Vec<u8>,
+}
+
+fn entry_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("archive/data.pkl".to_string()),
+        Just("archive/data/0".to_string()),
+        Just("archive/data/1".to_string()),
+        Just("archive/byteorder".to_string()),
+        Just("archive/version".to_string()),
+        Just("data.pkl".to_string()),
+        Just("a/b/data.pkl".to_string()),
+        Just("../../data.pkl".to_string()),
+        "[a-z/._]{0,40}",
+        "[a-z]{1,200}/data\\.pkl",
+    ]
+}
+
+/// Entry contents: pieces of a real checkpoint's entries, little-endian floats, or noise.
+fn entry_data(real: Vec<Vec<u8>>) -> impl Strategy<Value = Vec<u8>> {
+    let n = real.len();
+    prop_oneof![
+        (0..n, proptest::collection::vec(edit(), 0..3)).prop_map(move |(i, e)| apply(real[i].clone(), &e)),
+        Just(b"little".to_vec()),
+        Just(b"big".to_vec()),
+        proptest::collection::vec(any::<u8>(), 0..256),
+    ]
+}
+
+/// The entries of the zip-format storage fixture, as real material for the generator.
+fn zip_fixture_entries() -> Vec<Vec<u8>> {
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(Cursor::new(fixture("checkpoints/storage_cases_zip.pth"))).unwrap();
+    (0..archive.len())
+        .map(|i| {
+            let mut v = Vec::new();
+            archive.by_index(i).unwrap().read_to_end(&mut v).unwrap();
+            v
+        })
+        .collect()
+}
+
+fn build_zip(entries: &[Entry], comment: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let _ = zip.set_comment(comment.to_string());
+    for e in entries {
+        let method = if e.deflate { zip::CompressionMethod::Deflated } else { zip::CompressionMethod::Stored };
+        let options = zip::write::SimpleFileOptions::default().compression_method(method);
+        if zip.start_file(e.name.as_str(), options).is_err() {
+            continue; // a duplicate name: the writer refuses it
+        }
+        zip.write_all(&e.data).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// The zip container: archives made of real and made-up entries (names that climb out,
+    /// duplicates, long prefixes, deflated storages and pickles), then byte edits anywhere —
+    /// the central directory included.
+    #[test]
+    fn generated_zip_archives_never_panic(
+        entries in proptest::collection::vec(
+            (entry_name(), any::<bool>(), entry_data(zip_fixture_entries())).prop_map(|(name, deflate, data)| Entry { name, deflate, data }),
+            0..6,
+        ),
+        comment in "[ -~]{0,20}",
+        edits in proptest::collection::vec(edit(), 0..4),
+        tail in 0usize..200,
+    ) {
+        let bytes = build_zip(&entries, &comment);
+        let _ = read_torch_checkpoint_from(Cursor::new(&bytes));
+        let mut edited = apply(bytes.clone(), &edits);
+        let _ = read_torch_checkpoint_from(Cursor::new(&edited));
+        // Edits near the end hit the central directory and its end records.
+        let n = edited.len();
+        if n > 0 {
+            for (k, e) in edits.iter().enumerate() {
+                if let Edit::Set(_, b) = e {
+                    let at = n - 1 - (tail + 7 * k) % n;
+                    edited[at] = *b;
+                }
+            }
+        }
+        let _ = read_torch_checkpoint_from(Cursor::new(&edited));
+    }
+}

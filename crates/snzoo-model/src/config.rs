@@ -82,6 +82,11 @@ pub struct ResNetSnConfig {
     pub norm: NormKind,
 }
 
+/// Bounds on recorded architecture metadata (see [`ResNetSnConfig::from_metadata`]).
+pub const MAX_WIDTH: usize = 1 << 16;
+pub const MAX_CLASSES: usize = 1 << 24;
+pub const MAX_BLOCKS: usize = 1 << 12;
+
 /// The standard depths: (depth, block kind, blocks per stage).
 pub const STANDARD_DEPTHS: [(usize, BlockKind, [usize; 4]); 5] = [
     (18, BlockKind::Basic, [2, 2, 2, 2]),
@@ -114,7 +119,8 @@ impl ResNetSnConfig {
 
     /// Weighted layers: convolutions on the main path plus the classifier.
     pub fn depth(&self) -> usize {
-        self.block.convs() * self.layers.iter().sum::<usize>() + 2
+        let blocks = self.layers.iter().fold(0usize, |a, &n| a.saturating_add(n));
+        self.block.convs().saturating_mul(blocks).saturating_add(2)
     }
 
     /// `resnet50v1-sn`; `-l1.1.1.1` is appended for non-standard stage sizes, `-w4` for
@@ -357,6 +363,13 @@ impl ResNetSnConfig {
         let config = Self { version, block, layers, width: num("width")?, using_bn, num_classes: num("num_classes")?, norm };
         if config.width == 0 || config.num_classes == 0 || layers.contains(&0) {
             return Err(ArchError::Metadata("zero width, classes or blocks".into()));
+        }
+        // Far above any real network; keeps every count derived from them far from overflow.
+        if config.width > MAX_WIDTH || config.num_classes > MAX_CLASSES || layers.iter().any(|&n| n > MAX_BLOCKS) {
+            return Err(ArchError::Metadata(format!(
+                "width {}, classes {} or blocks {:?} out of range (at most {MAX_WIDTH}, {MAX_CLASSES}, {MAX_BLOCKS})",
+                config.width, config.num_classes, config.layers
+            )));
         }
         Ok(config)
     }

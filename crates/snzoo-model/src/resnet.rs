@@ -42,7 +42,9 @@ impl Norm {
             NormKind::Switchable => Ok(Norm::Switch(SwitchNorm2d::new(channels, cfg.using_bn, vb)?)),
             NormKind::Batch => {
                 let bn_cfg = BatchNormConfig { eps: SN_EPS, remove_mean: true, affine: true, momentum: 0.1 };
-                Ok(Norm::Batch(batch_norm(channels, bn_cfg, vb)?))
+                let bn = batch_norm(channels, bn_cfg, vb.clone())?;
+                crate::switch_norm::check_variance(bn.running_var(), &vb.prefix())?;
+                Ok(Norm::Batch(bn))
             }
         }
     }

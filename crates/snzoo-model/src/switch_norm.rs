@@ -53,6 +53,15 @@ fn softmax(v: &[f32]) -> Vec<f64> {
     e.iter().map(|x| (x / s) as f64).collect()
 }
 
+/// Refuses a running variance with a negative entry: the layer would compute NaN.
+pub(crate) fn check_variance(var: &Tensor, layer: &str) -> Result<()> {
+    let v = var.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
+    if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| **x < 0.0) {
+        candle_core::bail!("`{layer}.running_var` holds a negative variance ({x}, channel {i}); a model with it computes NaN, refusing it");
+    }
+    Ok(())
+}
+
 impl SwitchNorm2d {
     /// Loads the layer under `vb` (the prefix is the state-dict path, e.g. `layer1.0.sn1`).
     pub fn new(channels: usize, using_bn: bool, vb: VarBuilder) -> Result<Self> {
@@ -62,7 +71,9 @@ impl SwitchNorm2d {
         let mean_weight = vb.get(k, "mean_weight")?;
         let var_weight = vb.get(k, "var_weight")?;
         let running = if using_bn {
-            Some((vb.get((1, channels, 1), "running_mean")?, vb.get((1, channels, 1), "running_var")?))
+            let var = vb.get((1, channels, 1), "running_var")?;
+            check_variance(&var, &vb.prefix())?;
+            Some((vb.get((1, channels, 1), "running_mean")?, var))
         } else {
             None
         };

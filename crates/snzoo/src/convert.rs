@@ -90,6 +90,15 @@ pub fn convert_checkpoint(path: &Path, dtype: Option<DType>) -> Result<Converted
     let shapes: BTreeMap<String, Vec<usize>> = tensors.iter().map(|(k, t)| (k.clone(), t.shape.clone())).collect();
     let config = ResNetSnConfig::infer(&shapes).map_err(|source| Error::NotAModel { path: path.to_path_buf(), source })?;
     snzoo_convert::check_model_tensors(&tensors).map_err(|source| Error::BadTensor { path: path.to_path_buf(), source })?;
+    // A negative running variance makes the normalization compute NaN.
+    for (name, t) in tensors.iter().filter(|(k, _)| k.ends_with(".running_var")) {
+        if let Some((i, v)) = t.to_f64_vec().iter().enumerate().find(|(_, v)| **v < 0.0) {
+            return Err(Error::BadWeights {
+                path: path.to_path_buf(),
+                message: format!("tensor `{name}` holds a negative variance ({v}, channel {i}); a model with it computes NaN, refusing it"),
+            });
+        }
+    }
     let tensors: Vec<(String, Tensor)> = match dtype {
         Some(d) => tensors.into_iter().map(|(k, t)| (k, t.cast_float(d))).collect(),
         None => tensors,

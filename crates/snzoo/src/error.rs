@@ -27,6 +27,9 @@ pub enum Error {
     /// A weights file's architecture metadata contradicts its tensors, or is malformed.
     #[error("{}: {message}", display_path(path))]
     BadMetadata { path: PathBuf, message: String },
+    /// Weights whose values a model cannot use (a negative running variance, ...).
+    #[error("{}: {message}", display_path(path))]
+    BadWeights { path: PathBuf, message: String },
     /// A tensor cannot be part of a model (not floating-point, non-finite values).
     #[error("{}", display_path(path))]
     BadTensor {

@@ -106,6 +106,24 @@ fn check_record(r: &ImageResult, dataset: &Dataset, classes: usize) -> std::resu
     Ok(())
 }
 
+/// What a resume journal of this evaluation is tied to: the weights' sha256, the dataset
+/// (fingerprint and root), the selection, the preprocessing and the precision.
+pub fn journal_header(model: &Model, dataset: &Dataset, options: &EvalOptions) -> Result<JournalHeader> {
+    Ok(JournalHeader {
+        snzoo_journal: 1,
+        weights_sha256: snzoo_fs::sha256_file(model.weights_path())?,
+        dataset_fingerprint: dataset.fingerprint(),
+        dataset_root: std::fs::canonicalize(&dataset.root).unwrap_or_else(|_| dataset.root.clone()).display().to_string(),
+        selection: format!(
+            "limit={};shard={}",
+            options.limit.map_or("none".into(), |l| l.to_string()),
+            options.shard.map_or("none".into(), |s| format!("{}/{}", s.index, s.count))
+        ),
+        preprocess: serde_json::to_value(preprocess_info(model)).expect("serialisable"),
+        compute: model.precision().as_str().to_string(),
+    })
+}
+
 /// Evaluates `model` on `dataset`. With `options.output`, finished images are journaled to
 /// `<output>.partial` (locked while the run lasts) and a rerun resumes from it, recomputing
 /// images whose files changed; the report is written atomically to `output` before the
@@ -125,20 +143,16 @@ pub fn evaluate(model: &Model, dataset: &Dataset, options: &EvalOptions, on_even
     let forward = threads.min(batch_size) as u64 * crate::limits::forward_bytes_per_image(model.config().width, crop);
     crate::limits::check_memory(&format!("evaluating with --batch-size {batch_size} and {threads} threads"), in_flight + forward)?;
 
-    let sha256 = snzoo_fs::sha256_file(model.weights_path())?;
     let selection = select(dataset.samples.len(), options.limit, options.shard);
     if selection.is_empty() {
         return Err(Error::Other(format!("--limit/--shard select no images of {}", dataset.root.display())));
     }
-    let fingerprint = dataset.fingerprint();
-    let root = std::fs::canonicalize(&dataset.root).unwrap_or_else(|_| dataset.root.clone());
-    let selection_key = format!(
-        "limit={};shard={}",
-        options.limit.map_or("none".into(), |l| l.to_string()),
-        options.shard.map_or("none".into(), |s| format!("{}/{}", s.index, s.count))
-    );
+    let header = journal_header(model, dataset, options)?;
+    let sha256 = header.weights_sha256.clone();
+    let fingerprint = header.dataset_fingerprint.clone();
+    let root = PathBuf::from(&header.dataset_root);
     let preprocess = preprocess_info(model);
-    let compute = model.precision().as_str().to_string();
+    let compute = header.compute.clone();
     let report_target = match &options.output {
         Some(out) => Some(snzoo_fs::check_output(out, &[model.weights_path()])?),
         None => None,
@@ -152,15 +166,6 @@ pub fn evaluate(model: &Model, dataset: &Dataset, options: &EvalOptions, on_even
         p.push(".partial");
         let path = PathBuf::from(p);
         snzoo_fs::check_output(&path, &[model.weights_path()])?;
-        let header = JournalHeader {
-            snzoo_journal: 1,
-            weights_sha256: sha256.clone(),
-            dataset_fingerprint: fingerprint.clone(),
-            dataset_root: root.display().to_string(),
-            selection: selection_key,
-            preprocess: serde_json::to_value(&preprocess).expect("serialisable"),
-            compute: compute.clone(),
-        };
         let purpose = format!("snzoo eval --output {}", snzoo_fs::display_path(out));
         let (j, d) = Journal::open(&path, &header, &purpose, &|r| check_record(r, dataset, classes))?;
         let in_selection: HashSet<usize> = selection.iter().copied().collect();

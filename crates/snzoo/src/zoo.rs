@@ -36,8 +36,15 @@ pub fn ensure_converted(card: &ModelCard, fetch: Fetch<'_>) -> Result<PathBuf> {
     let verified = match store.acquire(card, &options, &fetcher, progress, log) {
         Ok(v) => v,
         Err(e) => {
-            if matches!(e, ZooError::ChecksumMismatch { .. }) {
-                let _ = std::fs::remove_file(&converted);
+            // A converted file made from the file just refused is not the model either; one
+            // made from the good checkpoint (another upload was refused) stays.
+            if let ZooError::ChecksumMismatch { actual, .. } = &e {
+                let from_refused = crate::weights::read_safetensors_info(&converted)
+                    .ok()
+                    .is_some_and(|h| h.metadata.get("source_sha256") == Some(actual));
+                if from_refused {
+                    let _ = std::fs::remove_file(&converted);
+                }
             }
             return Err(e.into());
         }

@@ -234,11 +234,19 @@ fn a_killed_run_resumes_to_identical_numbers() {
     child.wait().unwrap();
     assert!(journaled >= 3 && journaled < total && !out.exists(), "journaled {journaled}");
 
+    // A journaled image is replaced by another photo before the resume: it is computed again.
+    let first = data.join(wnid).join("extra000.JPEG");
+    let replacement = d.path().join("replacement.JPEG");
+    std::fs::copy(fixture("images/coffee_444.jpg"), &replacement).unwrap();
+    std::fs::rename(&replacement, &first).unwrap();
     let again = snzoo(&["eval", "-w", s(&w), "--data", s(&data), "-o", s(&out), "--batch-size", "1"]);
     assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
-    assert!(String::from_utf8_lossy(&again.stderr).contains("resuming from"), "{}", String::from_utf8_lossy(&again.stderr));
+    let err = String::from_utf8_lossy(&again.stderr);
+    assert!(err.contains("resuming from") && err.contains("1 journaled image changed since"), "{err}");
+    // The reference: an uninterrupted run over the data as it is now.
+    ok(&["eval", "-w", s(&w), "--data", s(&data), "-o", s(&reference), "--batch-size", "1", "-q"]);
     let (r, reference) = (report(&out), report(&reference));
-    assert!(r.resumed_images >= journaled && r.resumed_images < total, "resumed {}", r.resumed_images);
+    assert!(r.resumed_images + 1 >= journaled && r.resumed_images < total, "resumed {}", r.resumed_images);
     assert_eq!((r.images, r.counts.correct1, r.counts.correct5), (reference.images, reference.counts.correct1, reference.counts.correct5));
     assert_eq!(r.counts.per_class, reference.counts.per_class);
     assert!((r.counts.loss_sum - reference.counts.loss_sum).abs() < 1e-9);

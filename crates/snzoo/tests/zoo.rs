@@ -445,3 +445,136 @@ fn export_writes_a_hugging_face_folder() {
     let (a, b): (serde_json::Value, serde_json::Value) = (serde_json::from_slice(&a.stdout).unwrap(), serde_json::from_slice(&b.stdout).unwrap());
     assert_eq!(a[0]["top"], b[0]["top"]);
 }
+
+/// Nothing a Hub server says may place a file outside the cache: hostile ETags and commits are
+/// refused, and so are repository paths that climb out of it.
+#[test]
+fn hub_answers_cannot_escape_the_cache() {
+    let data = checkpoint();
+    let outside = tempfile::tempdir().unwrap();
+    let target = outside.path().join("x");
+    let climb = format!("../../../../../../../../../..{}", target.display());
+    for (etag, commit) in [(climb.clone(), "c0ffee0000000000000000000000000000000000".to_string()), ("0123abcd".to_string(), climb.clone())] {
+        let served = data.clone();
+        let (etag2, commit2) = (etag.clone(), commit.clone());
+        let server = serve(Arc::new(move |req: &Request| {
+            let extra = vec![("ETag".into(), format!("\"{etag2}\"")), ("X-Repo-Commit".into(), commit2.clone())];
+            range_response(req, &served, false, extra)
+        }));
+        let zoo = Zoo::new("kind = \"url\"\nurl = \"http://127.0.0.1:9/unused\"", Some(&sha256_hex(&data)));
+        let out = zoo.run(&["download", "tiny-sn", "--url", "hf://snzoo-test/tiny-sn/tiny.pth", "-q"], &[("HF_ENDPOINT", &server.base)]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("refusing to use it as a") && !err.contains("panicked"), "{err}");
+        assert!(!target.exists(), "a file was written outside the cache");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
+    }
+    // A repository path that climbs out is refused before any request.
+    let server = file_server(data.clone(), 0);
+    let zoo = Zoo::new("kind = \"url\"\nurl = \"http://127.0.0.1:9/unused\"", None);
+    let url = format!("hf://org/repo/../../../..{}", target.display());
+    let out = zoo.run(&["download", "tiny-sn", "--url", &url, "-q"], &[("HF_ENDPOINT", &server.base)]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not allowed"));
+    assert!(server.log.lock().unwrap().is_empty());
+    assert!(!target.exists());
+}
+
+/// Concurrent downloads into one store take turns: all succeed, and the recorded checksum is
+/// the model's. An upload that is not the model, racing a genuine one, never becomes the model.
+#[test]
+fn concurrent_commands_on_one_store_take_turns() {
+    let zoo = Zoo::new("kind = \"baidu_pan\"\nurl = \"https://pan.baidu.com/s/xyz\"\nnote = \"manual\"", None);
+    let good = fixture("models/tiny-resnet50v1-sn.pth");
+    let bad = zoo.dir.path().join("bad.pth");
+    std::fs::write(&bad, b"<html><body>Please sign in</body></html>").unwrap();
+    let spawn = |file: &Path| {
+        Command::new(env!("CARGO_BIN_EXE_snzoo"))
+            .args(["download", "tiny-sn", "--from-file", file.to_str().unwrap(), "-q"])
+            .env("SNZOO_HOME", zoo.home())
+            .env("SNZOO_CARDS_DIR", zoo.dir.path().join("cards"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let children: Vec<_> = (0..4).map(|_| spawn(&good)).collect();
+    for c in children {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let sha = sha256_hex(&checkpoint());
+    assert_eq!(std::fs::read_to_string(zoo.model_dir().join("sha256")).unwrap().trim(), sha);
+    assert_eq!(converted_metadata(&zoo.model_dir().join("model.safetensors"))["source_sha256"], sha);
+    // A bad upload and a good one at once, in both orders of arrival.
+    for _ in 0..2 {
+        let (a, b) = (spawn(&bad), spawn(&good));
+        let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+        assert_eq!(a.status.code(), Some(1), "{}", String::from_utf8_lossy(&a.stderr));
+        assert!(b.status.success(), "{}", String::from_utf8_lossy(&b.stderr));
+        assert_eq!(std::fs::read_to_string(zoo.model_dir().join("sha256")).unwrap().trim(), sha);
+        assert_eq!(std::fs::read(zoo.model_dir().join("tiny.pth")).unwrap(), checkpoint());
+        assert_eq!(converted_metadata(&zoo.model_dir().join("model.safetensors"))["source_sha256"], sha);
+    }
+    let img = fixture("images/chelsea_420.jpg");
+    assert_ok(&zoo.run(&["classify", "tiny-sn", img.to_str().unwrap()], &[]));
+}
+
+/// A checksum nobody published is recorded only once the file has converted: a sign-in page or
+/// a transfer cut short by a lying server is moved aside, and the genuine file then succeeds.
+#[test]
+fn only_a_file_that_converts_is_recorded() {
+    let zoo = Zoo::new("kind = \"baidu_pan\"\nurl = \"https://pan.baidu.com/s/xyz\"\nnote = \"manual\"", None);
+    let page = zoo.dir.path().join("page.html");
+    std::fs::write(&page, b"<!DOCTYPE html><html><body>Sign in to continue</body></html>").unwrap();
+    let out = zoo.run(&["download", "tiny-sn", "--from-file", page.to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!zoo.model_dir().join("sha256").exists());
+    let names: Vec<String> = std::fs::read_dir(zoo.model_dir()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().any(|n| n.starts_with("tiny.pth.invalid-")), "{names:?}");
+    assert!(!names.iter().any(|n| n == "tiny.pth" || n == "model.safetensors"), "{names:?}");
+
+    // A server that says the file is shorter than it is: the transfer "completes" truncated.
+    let data = checkpoint();
+    let short = data.len() / 2;
+    let served = data.clone();
+    let server = serve(Arc::new(move |_req: &Request| Response {
+        status: 200,
+        headers: vec![("Content-Type".into(), "application/octet-stream".into())],
+        body: served[..short].to_vec(),
+        cut_after: None,
+    }));
+    let cut = Zoo::new(&format!("kind = \"url\"\nurl = \"{}/tiny.pth\"", server.base), None);
+    let out = cut.run(&["download", "tiny-sn", "-q"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(!cut.model_dir().join("sha256").exists());
+    // The genuine file then downloads, converts and is recorded.
+    let good = file_server(data.clone(), 0);
+    let out = cut.run(&["download", "tiny-sn", "--url", &format!("{}/tiny.pth", good.base), "-q"], &[]);
+    assert_ok(&out);
+    assert_eq!(std::fs::read_to_string(cut.model_dir().join("sha256")).unwrap().trim(), sha256_hex(&data));
+}
+
+#[test]
+fn a_416_without_a_partial_file_is_reported_as_such() {
+    let server = serve(Arc::new(|_req: &Request| Response { status: 416, headers: vec![], body: vec![], cut_after: None }));
+    let zoo = Zoo::new(&format!("kind = \"url\"\nurl = \"{}/tiny.pth\"", server.base), None);
+    let out = zoo.run(&["download", "tiny-sn", "-q", "--retries", "0"], &[]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("416") && !err.contains(".part"), "{err}");
+}
+
+/// A store where the result cannot be recorded: the evaluation still succeeds, with a warning.
+#[test]
+fn an_unwritable_results_record_is_a_warning() {
+    let zoo = Zoo::new("kind = \"baidu_pan\"\nurl = \"https://pan.baidu.com/s/xyz\"\nnote = \"manual\"", None);
+    assert_ok(&zoo.run(&["download", "tiny-sn", "--from-file", fixture("models/tiny-resnet50v1-sn.pth").to_str().unwrap(), "-q"], &[]));
+    // results.json cannot be written where a directory is in the way (works even as root).
+    std::fs::create_dir_all(zoo.model_dir().join("results.json/x")).unwrap();
+    let report = zoo.dir.path().join("r.json");
+    let out = zoo.run(&["eval", "tiny-sn", "--data", fixture("evalset").to_str().unwrap(), "-o", report.to_str().unwrap(), "-q"], &[]);
+    assert_ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning: the result was not recorded"));
+    assert!(report.exists());
+}
