@@ -1,7 +1,9 @@
-//! The architecture of an SN ResNet, the state-dict keys and shapes it has, and inferring it back
-//! from a state dict.
+//! The architecture of a ResNet, the state-dict keys and shapes building it asks for, and
+//! inferring it back from a state dict.
 
 use std::collections::{BTreeMap, HashMap};
+
+use crate::norm::NormSpec;
 
 /// ResNet v1 (He et al. 2016a) or the pre-activation v2 (He et al. 2016b).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -34,17 +36,6 @@ impl BlockKind {
     }
 }
 
-/// Which normalization the network uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum NormKind {
-    /// `SwitchNorm2d`, keys `sn1`, `layerN.B.snK`, `downsample.1` (the SN release).
-    #[default]
-    Switchable,
-    /// `BatchNorm2d`, keys `bn1`, `layerN.B.bnK`, `downsample.1` (torchvision's ResNets; v1 only).
-    Batch,
-}
-
 /// State-dict entries that only matter for training and are not part of any architecture here:
 /// BatchNorm's `num_batches_tracked` counters. Converters drop them.
 pub fn is_training_only(key: &str) -> bool {
@@ -64,25 +55,27 @@ pub enum ArchError {
     Infer(String),
     #[error("invalid architecture metadata: {0}")]
     Metadata(String),
+    #[error("the network cannot be built: {0}")]
+    Build(String),
 }
 
-/// Everything that determines an SN ResNet's structure and state-dict keys.
+/// Everything that determines a ResNet's structure and state-dict keys: the SN release's
+/// networks (v1 and pre-activation v2 with Switchable Normalization) and torchvision's / timm's
+/// v1 layout with BatchNorm or GroupNorm.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-pub struct ResNetSnConfig {
+pub struct ResNetConfig {
     pub version: Version,
     pub block: BlockKind,
     /// Blocks per stage, e.g. `[3, 4, 6, 3]` for ResNet-50.
     pub layers: [usize; 4],
     /// Channels of the stem; 64 for the released models, smaller for test networks.
     pub width: usize,
-    /// `false` for models trained with IN and LN only (`mean_weight` of length 2, no running stats).
-    pub using_bn: bool,
     pub num_classes: usize,
-    #[serde(default)]
-    pub norm: NormKind,
+    /// The normalization layers (and with them the key names: `snK` or `bnK`).
+    pub norm: NormSpec,
 }
 
-/// Bounds on recorded architecture metadata (see [`ResNetSnConfig::from_metadata`]).
+/// Bounds on recorded architecture metadata (see [`ResNetConfig::from_metadata`]).
 pub const MAX_WIDTH: usize = 1 << 16;
 pub const MAX_CLASSES: usize = 1 << 24;
 pub const MAX_BLOCKS: usize = 1 << 12;
@@ -96,25 +89,33 @@ pub const STANDARD_DEPTHS: [(usize, BlockKind, [usize; 4]); 5] = [
     (152, BlockKind::Bottleneck, [3, 8, 36, 3]),
 ];
 
-impl ResNetSnConfig {
-    /// A standard-depth network (18, 34, 50, 101 or 152) of width 64.
+impl ResNetConfig {
+    /// An SN network of a standard depth (18, 34, 50, 101 or 152) and width 64.
     pub fn standard(version: Version, depth: usize, using_bn: bool, num_classes: usize) -> Option<Self> {
         let (_, block, layers) = STANDARD_DEPTHS.iter().find(|(d, _, _)| *d == depth)?;
-        Some(Self { version, block: *block, layers: *layers, width: 64, using_bn, num_classes, norm: NormKind::Switchable })
+        Some(Self { version, block: *block, layers: *layers, width: 64, num_classes, norm: NormSpec::Switchable { using_bn } })
     }
 
     /// torchvision's BatchNorm ResNet of a standard depth (e.g. `resnet50`).
     pub fn torchvision(depth: usize, num_classes: usize) -> Option<Self> {
         let c = Self::standard(Version::V1, depth, true, num_classes)?;
-        Some(Self { norm: NormKind::Batch, ..c })
+        Some(Self { norm: NormSpec::Batch, ..c })
+    }
+
+    /// timm's GroupNorm ResNet of a standard depth (`resnet50_gn`: 32 groups).
+    pub fn group_norm(depth: usize, groups: usize, num_classes: usize) -> Option<Self> {
+        let c = Self::standard(Version::V1, depth, false, num_classes)?;
+        Some(Self { norm: NormSpec::Group { groups }, ..c })
+    }
+
+    /// Whether the normalization uses batch statistics (the SN release's `using_bn`).
+    pub fn using_bn(&self) -> bool {
+        self.norm.using_bn()
     }
 
     /// The state-dict name of the `i`-th normalization layer of a block (1-based): `sn2`, `bn2`.
     pub fn norm_name(&self, i: usize) -> String {
-        match self.norm {
-            NormKind::Switchable => format!("sn{i}"),
-            NormKind::Batch => format!("bn{i}"),
-        }
+        format!("{}{i}", self.norm.key_prefix())
     }
 
     /// Weighted layers: convolutions on the main path plus the classifier.
@@ -124,7 +125,8 @@ impl ResNetSnConfig {
     }
 
     /// `resnet50v1-sn`; `-l1.1.1.1` is appended for non-standard stage sizes, `-w4` for
-    /// non-standard widths. (`using_bn` is not part of the name: it is a training choice.)
+    /// non-standard widths, `-g16` for GroupNorm with other than 32 groups. (`using_bn` is not
+    /// part of the name: it is a training choice.)
     pub fn arch_name(&self) -> String {
         let mut name = format!(
             "resnet{}{}-{}",
@@ -133,10 +135,7 @@ impl ResNetSnConfig {
                 Version::V1 => "v1",
                 Version::V2 => "v2",
             },
-            match self.norm {
-                NormKind::Switchable => "sn",
-                NormKind::Batch => "bn",
-            }
+            self.norm.short_name()
         );
         let standard = STANDARD_DEPTHS.iter().any(|(d, b, l)| *d == self.depth() && *b == self.block && *l == self.layers);
         if !standard {
@@ -146,95 +145,29 @@ impl ResNetSnConfig {
         if self.width != 64 {
             name.push_str(&format!("-w{}", self.width));
         }
+        if let NormSpec::Group { groups } = self.norm {
+            if groups != crate::norm::DEFAULT_GROUPS {
+                name.push_str(&format!("-g{groups}"));
+            }
+        }
         name
     }
 
-    /// Output channels of the last stage.
+    /// Output channels of the last stage: the length of the pooled features.
     pub fn feature_dim(&self) -> usize {
         self.width * 8 * self.block.expansion()
     }
 
-    /// Every state-dict key of this architecture with its shape, in module order.
-    pub fn expected_shapes(&self) -> Vec<(String, Vec<usize>)> {
-        let mut out = Vec::new();
-        let norm = self.norm;
-        let sn = |out: &mut Vec<(String, Vec<usize>)>, p: &str, c: usize| {
-            if norm == NormKind::Batch {
-                for n in ["weight", "bias", "running_mean", "running_var"] {
-                    out.push((format!("{p}.{n}"), vec![c]));
-                }
-                return;
-            }
-            let k = if self.using_bn { 3 } else { 2 };
-            out.push((format!("{p}.weight"), vec![1, c, 1, 1]));
-            out.push((format!("{p}.bias"), vec![1, c, 1, 1]));
-            out.push((format!("{p}.mean_weight"), vec![k]));
-            out.push((format!("{p}.var_weight"), vec![k]));
-            if self.using_bn {
-                out.push((format!("{p}.running_mean"), vec![1, c, 1]));
-                out.push((format!("{p}.running_var"), vec![1, c, 1]));
-            }
-        };
-        let conv = |out: &mut Vec<(String, Vec<usize>)>, p: &str, o: usize, i: usize, k: usize| {
-            out.push((format!("{p}.weight"), vec![o, i, k, k]));
-        };
-        conv(&mut out, "conv1", self.width, 3, 7);
-        sn(&mut out, &self.norm_name(1), self.width);
-        let e = self.block.expansion();
-        let mut inplanes = self.width;
-        for (stage, &blocks) in self.layers.iter().enumerate() {
-            let planes = self.width << stage;
-            for b in 0..blocks {
-                let p = format!("layer{}.{b}", stage + 1);
-                let block_in = inplanes;
-                match (self.version, self.block) {
-                    (Version::V1, BlockKind::Basic) => {
-                        conv(&mut out, &format!("{p}.conv1"), planes, block_in, 3);
-                        sn(&mut out, &format!("{p}.{}", self.norm_name(1)), planes);
-                        conv(&mut out, &format!("{p}.conv2"), planes, planes, 3);
-                        sn(&mut out, &format!("{p}.{}", self.norm_name(2)), planes);
-                    }
-                    (Version::V1, BlockKind::Bottleneck) => {
-                        conv(&mut out, &format!("{p}.conv1"), planes, block_in, 1);
-                        sn(&mut out, &format!("{p}.{}", self.norm_name(1)), planes);
-                        conv(&mut out, &format!("{p}.conv2"), planes, planes, 3);
-                        sn(&mut out, &format!("{p}.{}", self.norm_name(2)), planes);
-                        conv(&mut out, &format!("{p}.conv3"), planes * 4, planes, 1);
-                        sn(&mut out, &format!("{p}.{}", self.norm_name(3)), planes * 4);
-                    }
-                    (Version::V2, BlockKind::Basic) => {
-                        sn(&mut out, &format!("{p}.{}", self.norm_name(1)), block_in);
-                        conv(&mut out, &format!("{p}.conv1"), planes, block_in, 3);
-                        sn(&mut out, &format!("{p}.{}", self.norm_name(2)), planes);
-                        conv(&mut out, &format!("{p}.conv2"), planes, planes, 3);
-                    }
-                    (Version::V2, BlockKind::Bottleneck) => {
-                        sn(&mut out, &format!("{p}.{}", self.norm_name(1)), block_in);
-                        conv(&mut out, &format!("{p}.conv1"), planes, block_in, 1);
-                        sn(&mut out, &format!("{p}.{}", self.norm_name(2)), planes);
-                        conv(&mut out, &format!("{p}.conv2"), planes, planes, 3);
-                        sn(&mut out, &format!("{p}.{}", self.norm_name(3)), planes);
-                        conv(&mut out, &format!("{p}.conv3"), planes * 4, planes, 1);
-                    }
-                }
-                if self.has_downsample(stage, b) {
-                    match self.version {
-                        Version::V1 => {
-                            conv(&mut out, &format!("{p}.downsample.0"), planes * e, block_in, 1);
-                            sn(&mut out, &format!("{p}.downsample.1"), planes * e);
-                        }
-                        Version::V2 => conv(&mut out, &format!("{p}.downsample"), planes * e, block_in, 1),
-                    }
-                }
-                inplanes = planes * e;
-            }
-        }
-        if self.version == Version::V2 {
-            sn(&mut out, "sn_out", inplanes);
-        }
-        out.push(("fc.weight".into(), vec![self.num_classes, inplanes]));
-        out.push(("fc.bias".into(), vec![self.num_classes]));
-        out
+    /// Every state-dict key of this architecture with its shape, in module order: what
+    /// building the network asks its `VarBuilder` for (the network is the one description).
+    pub fn expected_shapes(&self) -> Result<Vec<(String, Vec<usize>)>, ArchError> {
+        crate::record::shapes_of(self)
+    }
+
+    /// Parameters of the network, counted as timm and PyTorch count them: running statistics
+    /// and other buffers excluded.
+    pub fn param_count(&self) -> Result<usize, ArchError> {
+        Ok(self.expected_shapes()?.iter().filter(|(k, _)| !crate::norm::is_buffer(k)).map(|(_, s)| s.iter().product::<usize>()).sum())
     }
 
     /// Whether block `b` of stage `stage` (0-based) has a projection shortcut.
@@ -248,7 +181,7 @@ impl ResNetSnConfig {
 
     /// Checks that `shapes` holds exactly this architecture's tensors with the right shapes.
     pub fn validate(&self, shapes: &BTreeMap<String, Vec<usize>>) -> Result<(), ArchError> {
-        let expected = self.expected_shapes();
+        let expected = self.expected_shapes()?;
         for (key, shape) in &expected {
             match shapes.get(key) {
                 None => return Err(ArchError::Missing(key.clone())),
@@ -273,26 +206,21 @@ impl ResNetSnConfig {
     }
 
     /// Infers the architecture from a state dict's keys and shapes (then [`validate`]s it):
-    /// v2 by the presence of `sn_out`, bottlenecks by `conv3`, blocks per stage by counting,
-    /// `using_bn` by the length of `mean_weight`, width by `conv1`, classes by `fc`.
+    /// the normalization from the stem's layer (`sn1` or `bn1`), v2 by the presence of
+    /// `sn_out`, bottlenecks by `conv3`, blocks per stage by counting, width by `conv1`, classes
+    /// by `fc`. (GroupNorm's group count is not in the weights: 32 unless told otherwise.)
     ///
-    /// [`validate`]: ResNetSnConfig::validate
+    /// [`validate`]: ResNetConfig::validate
     pub fn infer(shapes: &BTreeMap<String, Vec<usize>>) -> Result<Self, ArchError> {
-        let get = |k: &str| shapes.get(k).ok_or_else(|| ArchError::Infer(format!("no `{k}` tensor (is this an SN ResNet?)")));
+        let get = |k: &str| shapes.get(k).ok_or_else(|| ArchError::Infer(format!("no `{k}` tensor (is this a ResNet?)")));
         let conv1 = get("conv1.weight")?;
         let width = match conv1.as_slice() {
             [w, 3, 7, 7] => *w,
             s => return Err(ArchError::Infer(format!("`conv1.weight` has shape {s:?}, expected [width, 3, 7, 7]"))),
         };
-        let norm = if shapes.contains_key("bn1.weight") { NormKind::Batch } else { NormKind::Switchable };
-        let using_bn = match norm {
-            NormKind::Batch => true,
-            NormKind::Switchable => match get("sn1.mean_weight")?.as_slice() {
-                [3] => true,
-                [2] => false,
-                s => return Err(ArchError::Infer(format!("`sn1.mean_weight` has shape {s:?}, expected [3] or [2]"))),
-            },
-        };
+        let norm = NormSpec::detect(shapes, "sn1")
+            .or_else(|| NormSpec::detect(shapes, "bn1"))
+            .ok_or_else(|| ArchError::Infer("the stem's normalization (`sn1` or `bn1`) is none that snzoo knows".into()))?;
         let version = if shapes.contains_key("sn_out.weight") { Version::V2 } else { Version::V1 };
         let block = if shapes.contains_key("layer1.0.conv3.weight") { BlockKind::Bottleneck } else { BlockKind::Basic };
         let mut layers = [0usize; 4];
@@ -308,7 +236,7 @@ impl ResNetSnConfig {
             [n, _] => *n,
             s => return Err(ArchError::Infer(format!("`fc.weight` has shape {s:?}"))),
         };
-        let config = Self { version, block, layers, width, using_bn, num_classes, norm };
+        let config = Self { version, block, layers, width, num_classes, norm };
         config.validate(shapes)?;
         Ok(config)
     }
@@ -316,19 +244,19 @@ impl ResNetSnConfig {
     /// The safetensors `__metadata__` entries that describe this architecture.
     pub fn to_metadata(&self) -> HashMap<String, String> {
         let layers: Vec<String> = self.layers.iter().map(|n| n.to_string()).collect();
-        HashMap::from([
+        let mut meta = HashMap::from([
             ("arch".to_string(), self.arch_name()),
             ("version".to_string(), format!("{:?}", self.version).to_lowercase()),
             ("block".to_string(), format!("{:?}", self.block).to_lowercase()),
             ("layers".to_string(), layers.join(",")),
             ("width".to_string(), self.width.to_string()),
-            ("using_bn".to_string(), self.using_bn.to_string()),
             ("num_classes".to_string(), self.num_classes.to_string()),
-            ("norm".to_string(), format!("{:?}", self.norm).to_lowercase()),
-        ])
+        ]);
+        self.norm.to_metadata(&mut meta);
+        meta
     }
 
-    /// Reads the entries written by [`to_metadata`](ResNetSnConfig::to_metadata).
+    /// Reads the entries written by [`to_metadata`](ResNetConfig::to_metadata).
     pub fn from_metadata(meta: &HashMap<String, String>) -> Result<Self, ArchError> {
         let get = |k: &str| meta.get(k).ok_or_else(|| ArchError::Metadata(format!("no `{k}` entry")));
         let num = |k: &str| -> Result<usize, ArchError> {
@@ -350,17 +278,8 @@ impl ResNetSnConfig {
             .collect::<Result<_, _>>()
             .map_err(|_| ArchError::Metadata("`layers` is not a list of numbers".into()))?;
         let layers: [usize; 4] = parsed.try_into().map_err(|_| ArchError::Metadata("`layers` needs four numbers".into()))?;
-        let using_bn = match get("using_bn")?.as_str() {
-            "true" => true,
-            "false" => false,
-            v => return Err(ArchError::Metadata(format!("`using_bn` is `{v}`"))),
-        };
-        let norm = match meta.get("norm").map(String::as_str) {
-            None | Some("switchable") => NormKind::Switchable,
-            Some("batch") => NormKind::Batch,
-            Some(n) => return Err(ArchError::Metadata(format!("unknown norm `{n}`"))),
-        };
-        let config = Self { version, block, layers, width: num("width")?, using_bn, num_classes: num("num_classes")?, norm };
+        let norm = NormSpec::from_metadata(meta).map_err(ArchError::Metadata)?;
+        let config = Self { version, block, layers, width: num("width")?, num_classes: num("num_classes")?, norm };
         if config.width == 0 || config.num_classes == 0 || layers.contains(&0) {
             return Err(ArchError::Metadata("zero width, classes or blocks".into()));
         }
@@ -379,14 +298,14 @@ impl ResNetSnConfig {
 mod tests {
     use super::*;
 
-    fn shapes(c: &ResNetSnConfig) -> BTreeMap<String, Vec<usize>> {
-        c.expected_shapes().into_iter().collect()
+    fn shapes(c: &ResNetConfig) -> BTreeMap<String, Vec<usize>> {
+        c.expected_shapes().unwrap().into_iter().collect()
     }
 
     #[test]
     fn key_counts_match_the_released_checkpoints() {
         // Counts of the released files' state dicts (see the field notes).
-        let n = |v, d, bn| ResNetSnConfig::standard(v, d, bn, 1000).unwrap().expected_shapes().len();
+        let n = |v, d, bn| ResNetConfig::standard(v, d, bn, 1000).unwrap().expected_shapes().unwrap().len();
         assert_eq!(n(Version::V1, 50, true), 373);
         assert_eq!(n(Version::V1, 50, false), 267);
         assert_eq!(n(Version::V1, 101, true), 730);
@@ -399,9 +318,9 @@ mod tests {
         for (depth, _, _) in STANDARD_DEPTHS {
             for version in [Version::V1, Version::V2] {
                 for using_bn in [true, false] {
-                    let c = ResNetSnConfig::standard(version, depth, using_bn, 1000).unwrap();
-                    assert_eq!(ResNetSnConfig::infer(&shapes(&c)).unwrap(), c);
-                    assert_eq!(ResNetSnConfig::from_metadata(&c.to_metadata()).unwrap(), c);
+                    let c = ResNetConfig::standard(version, depth, using_bn, 1000).unwrap();
+                    assert_eq!(ResNetConfig::infer(&shapes(&c)).unwrap(), c);
+                    assert_eq!(ResNetConfig::from_metadata(&c.to_metadata()).unwrap(), c);
                     assert_eq!(c.depth(), depth);
                 }
             }
@@ -410,7 +329,7 @@ mod tests {
 
     #[test]
     fn validation_names_the_offending_key() {
-        let c = ResNetSnConfig::standard(Version::V1, 50, true, 1000).unwrap();
+        let c = ResNetConfig::standard(Version::V1, 50, true, 1000).unwrap();
         let mut s = shapes(&c);
         s.remove("layer3.2.sn2.running_var");
         assert_eq!(c.validate(&s), Err(ArchError::Missing("layer3.2.sn2.running_var".into())));
@@ -424,7 +343,7 @@ mod tests {
 
     #[test]
     fn arch_names() {
-        let mut c = ResNetSnConfig::standard(Version::V2, 101, true, 1000).unwrap();
+        let mut c = ResNetConfig::standard(Version::V2, 101, true, 1000).unwrap();
         assert_eq!(c.arch_name(), "resnet101v2-sn");
         c.width = 4;
         assert_eq!(c.arch_name(), "resnet101v2-sn-w4");
@@ -434,14 +353,35 @@ mod tests {
 
     #[test]
     fn torchvision_resnet50_keys() {
-        let c = ResNetSnConfig::torchvision(50, 1000).unwrap();
+        let c = ResNetConfig::torchvision(50, 1000).unwrap();
         assert_eq!(c.arch_name(), "resnet50v1-bn");
         let s = shapes(&c);
         // torchvision's resnet50 state dict without the num_batches_tracked counters.
         assert_eq!(s.len(), 320 - 53);
         assert_eq!(s["layer1.0.bn3.running_var"], vec![256]);
         assert_eq!(s["layer1.0.downsample.1.weight"], vec![256]);
-        assert_eq!(ResNetSnConfig::infer(&s).unwrap(), c);
-        assert_eq!(ResNetSnConfig::from_metadata(&c.to_metadata()).unwrap(), c);
+        assert_eq!(ResNetConfig::infer(&s).unwrap(), c);
+        assert_eq!(ResNetConfig::from_metadata(&c.to_metadata()).unwrap(), c);
+    }
+
+    /// timm's `resnet50_gn`: torchvision's keys with GroupNorm (weight and bias only).
+    #[test]
+    fn timm_resnet50_gn_keys() {
+        let c = ResNetConfig::group_norm(50, 32, 1000).unwrap();
+        assert_eq!(c.arch_name(), "resnet50v1-gn");
+        let s = shapes(&c);
+        // conv1, bn1 (2), 16 bottlenecks × (3 convs + 3 norms × 2), 4 shortcuts × (conv + norm × 2), fc (2)
+        assert_eq!(s.len(), 1 + 2 + 16 * 9 + 4 * 3 + 2);
+        assert_eq!(s["layer4.2.bn3.weight"], vec![2048]);
+        assert!(!s.contains_key("bn1.running_mean"));
+        assert_eq!(ResNetConfig::infer(&s).unwrap(), c);
+        assert_eq!(ResNetConfig::from_metadata(&c.to_metadata()).unwrap(), c);
+        // timm counts 25,557,032 parameters for resnet50_gn, as for torchvision's resnet50 (BN
+        // buffers excluded).
+        assert_eq!(c.param_count().unwrap(), 25_557_032);
+        assert_eq!(ResNetConfig::torchvision(50, 1000).unwrap().param_count().unwrap(), 25_557_032);
+        let g16 = ResNetConfig::group_norm(50, 16, 1000).unwrap();
+        assert_eq!(g16.arch_name(), "resnet50v1-gn-g16");
+        assert_eq!(ResNetConfig::from_metadata(&g16.to_metadata()).unwrap(), g16);
     }
 }

@@ -1,31 +1,27 @@
-//! Switchable Normalization networks on candle.
+//! Switchable Normalization networks (and their BatchNorm and GroupNorm relatives) on candle.
 //!
-//! * [`SwitchNorm2d`]: the SN layer (Luo et al., "Differentiable Learning-to-Normalize via
-//!   Switchable Normalization", ICLR 2019) in inference mode, with the released parameter names.
-//! * [`ResNetSn`]: ResNet v1 and pre-activation v2 with SN, depths 18–152, built from a
-//!   [`candle_nn::VarBuilder`] whose paths are the released state-dict keys; also torchvision's
-//!   BatchNorm ResNets (the release's baselines), with torchvision's key names.
-//! * [`ResNetSnConfig`]: the architecture, its expected state-dict keys and shapes, and inference
-//!   of the architecture from a state dict (no candle needed for that part).
+//! * [`norm`]: the normalization layers behind one trait, [`Norm2d`]: [`SwitchNorm2d`] (Luo et
+//!   al., "Differentiable Learning-to-Normalize via Switchable Normalization", ICLR 2019; with
+//!   the released parameter names, inference and training), [`BatchNorm2d`], [`GroupNorm2d`];
+//!   [`NormSpec`] is their registry.
+//! * [`ResNet`]: ResNet v1 and pre-activation v2, depths 18–152, built from a
+//!   [`candle_nn::VarBuilder`] whose paths are the state-dict keys: the SN release's networks and
+//!   torchvision's / timm's v1 layout.
+//! * [`ResNetConfig`]: the architecture; its keys and shapes (read off the network), inference of
+//!   the architecture from a state dict, metadata.
+//! * [`train`]: trainable networks, the running-statistics update, `torch.optim.SGD`.
 //!
-//! * [`train`]: trainable networks, the SN running-statistics update, `torch.optim.SGD`.
-//! * CPU inference kernels used by [`ResNetSn::forward`] for f32: [`conv`] (im2col + GEMM, or the
-//!   bf16 GEMM of [`gemm_bf16`] with [`ResNetSn::with_bf16_convolutions`]), [`fused`] (SN with the
-//!   following ReLU), [`elementwise`] (residual add, max-pool), scheduled by [`parallel`] (one
-//!   image per thread). With the `cuda` feature, [`fused`] also runs on CUDA.
-//!
-//! This crate knows nothing of files or downloads: give it a `VarBuilder` or tensors.
+//! The operations run on [`snzoo_kernels`], which picks snzoo's CPU (and CUDA) kernels or plain
+//! candle operations. This crate knows nothing of files or downloads: give it a `VarBuilder` or
+//! tensors.
 
 pub mod config;
-pub mod conv;
-pub mod elementwise;
-pub mod fused;
-pub mod gemm_bf16;
-pub mod parallel;
+pub mod norm;
+mod record;
 pub mod resnet;
-pub mod switch_norm;
 pub mod train;
 
-pub use config::{is_training_only, ArchError, BlockKind, NormKind, ResNetSnConfig, Version, STANDARD_DEPTHS};
-pub use resnet::ResNetSn;
-pub use switch_norm::{BatchStats, SwitchNorm2d, SN_EPS};
+pub use config::{is_training_only, ArchError, BlockKind, ResNetConfig, Version, STANDARD_DEPTHS};
+pub use norm::{is_buffer, BatchNorm2d, BatchStats, GroupNorm2d, Norm2d, NormSpec, SwitchNorm2d, SN_EPS};
+pub use resnet::ResNet;
+pub use snzoo_kernels;

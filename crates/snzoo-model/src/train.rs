@@ -7,9 +7,9 @@ use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Result, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 
-use crate::config::ResNetSnConfig;
-use crate::resnet::ResNetSn;
-use crate::switch_norm::BatchStats;
+use crate::config::ResNetConfig;
+use crate::norm::{is_buffer, BatchStats};
+use crate::resnet::ResNet;
 
 /// How SN layers update their running statistics in training (the original's
 /// `using_moving_average`).
@@ -23,23 +23,18 @@ pub enum RunningStats {
 
 /// An SN ResNet with trainable variables.
 pub struct Trainable {
-    pub model: ResNetSn,
-    pub config: ResNetSnConfig,
+    pub model: ResNet,
+    pub config: ResNetConfig,
     varmap: VarMap,
-}
-
-/// Buffers: state that the optimizer does not touch.
-pub fn is_buffer(name: &str) -> bool {
-    name.ends_with(".running_mean") || name.ends_with(".running_var")
 }
 
 impl Trainable {
     /// Builds the network and sets every variable from `tensors` (state-dict names). With
     /// `fresh_fc`, a missing or differently shaped `fc` is left at its initialisation (a new head).
-    pub fn new(config: &ResNetSnConfig, tensors: &HashMap<String, Tensor>, device: &Device, fresh_fc: bool) -> Result<Self> {
+    pub fn new(config: &ResNetConfig, tensors: &HashMap<String, Tensor>, device: &Device, fresh_fc: bool) -> Result<Self> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-        let model = ResNetSn::new(config, vb)?;
+        let model = ResNet::new(config, vb)?;
         {
             let vars = varmap.data().lock().expect("varmap lock");
             for (name, var) in vars.iter() {
@@ -61,10 +56,10 @@ impl Trainable {
     /// `var_weight` 1 (equal mixing), running statistics 0, `fc` weight U(±1/√in) and bias 0; with
     /// `last_gamma`, the last SN of every residual block starts at `weight` 0, so that each block
     /// starts as the identity.
-    pub fn fresh(config: &ResNetSnConfig, last_gamma: bool, device: &Device) -> Result<Self> {
+    pub fn fresh(config: &ResNetConfig, last_gamma: bool, device: &Device) -> Result<Self> {
         let varmap = VarMap::new();
         let vb = VarBuilder::from_varmap(&varmap, DType::F32, device);
-        let model = ResNetSn::new(config, vb)?;
+        let model = ResNet::new(config, vb)?;
         let last_norm = config.norm_name(match config.block {
             crate::config::BlockKind::Basic => 2,
             crate::config::BlockKind::Bottleneck => 3,

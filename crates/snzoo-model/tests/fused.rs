@@ -46,7 +46,7 @@ fn fused_kernel_matches_the_plain_operations() {
         let reference = sn.forward_reference(&x).unwrap();
         for relu in [false, true] {
             let want = if relu { reference.relu().unwrap() } else { reference.clone() };
-            let got = if relu { sn.forward_relu(&x).unwrap() } else { sn.forward(&x).unwrap() };
+            let got = sn.forward(&x, relu).unwrap();
             let (g, e): (Vec<f32>, Vec<f32>) =
                 (got.flatten_all().unwrap().to_vec1().unwrap(), want.flatten_all().unwrap().to_vec1().unwrap());
             let scale = e.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -57,6 +57,6 @@ fn fused_kernel_matches_the_plain_operations() {
     // A non-contiguous input is made contiguous first.
     let sn = layer(4, true, 99);
     let x = Tensor::randn(0f32, 1.0, (2, 4, 6, 5), &Device::Cpu).unwrap().transpose(2, 3).unwrap();
-    let d = (sn.forward(&x).unwrap() - sn.forward_reference(&x).unwrap()).unwrap().abs().unwrap().max_all().unwrap();
+    let d = (sn.forward(&x, false).unwrap() - sn.forward_reference(&x).unwrap()).unwrap().abs().unwrap().max_all().unwrap();
     assert!(d.to_scalar::<f32>().unwrap() < 1e-5);
 }

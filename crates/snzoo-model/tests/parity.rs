@@ -7,7 +7,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use snzoo_convert::npy::read_npy_f32;
 use snzoo_convert::{read_torch_checkpoint, serialize_safetensors};
-use snzoo_model::{ResNetSn, ResNetSnConfig};
+use snzoo_model::{ResNet, ResNetConfig};
 
 fn fixture(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures").join(rel)
@@ -20,14 +20,14 @@ fn relative_error(got: &[f32], expected: &[f32]) -> f32 {
 }
 
 /// A fixture checkpoint as the CLI loads it: training-only keys dropped, architecture inferred.
-fn fixture_model(name: &str) -> (ResNetSnConfig, ResNetSn) {
+fn fixture_model(name: &str) -> (ResNetConfig, ResNet) {
     let mut ck = read_torch_checkpoint(&fixture(&format!("models/{name}.pth"))).unwrap();
     ck.tensors.retain(|(k, _)| !snzoo_model::is_training_only(k));
     let shapes: BTreeMap<String, Vec<usize>> = ck.tensors.iter().map(|(k, t)| (k.clone(), t.shape.clone())).collect();
-    let config = ResNetSnConfig::infer(&shapes).unwrap();
+    let config = ResNetConfig::infer(&shapes).unwrap();
     let bytes = serialize_safetensors(&ck.tensors, &config.to_metadata()).unwrap();
     let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu).unwrap();
-    let model = ResNetSn::new(&config, vb).unwrap();
+    let model = ResNet::new(&config, vb).unwrap();
     (config, model)
 }
 
@@ -49,7 +49,7 @@ fn tiny_models_match_pytorch_logits() {
         let name = m["name"].as_str().unwrap();
         let (config, model) = fixture_model(name);
         assert_eq!(config.arch_name(), m["arch"].as_str().unwrap());
-        assert_eq!(config.using_bn, m["using_bn"].as_bool().unwrap());
+        assert_eq!(config.using_bn(), m["using_bn"].as_bool().unwrap());
         assert_eq!(config.num_classes as u64, m["num_classes"].as_u64().unwrap());
         let logits = model.forward(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let (_, expected) = read_npy_f32(&fixture(&format!("models/{name}.logits.npy"))).unwrap();
@@ -62,10 +62,10 @@ fn tiny_models_match_pytorch_logits() {
 fn a_one_pixel_feature_map_is_an_error_not_nan() {
     let ck = read_torch_checkpoint(&fixture("models/r18v1_bn_zip.pth")).unwrap();
     let shapes: BTreeMap<String, Vec<usize>> = ck.tensors.iter().map(|(k, t)| (k.clone(), t.shape.clone())).collect();
-    let config = ResNetSnConfig::infer(&shapes).unwrap();
+    let config = ResNetConfig::infer(&shapes).unwrap();
     let bytes = serialize_safetensors(&ck.tensors, &config.to_metadata()).unwrap();
     let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu).unwrap();
-    let model = ResNetSn::new(&config, vb).unwrap();
+    let model = ResNet::new(&config, vb).unwrap();
     // 32×32 input: layer4 sees 1×1.
     let x = Tensor::zeros((1, 3, 32, 32), DType::F32, &Device::Cpu).unwrap();
     let e = model.forward(&x).unwrap_err().to_string();
@@ -86,7 +86,7 @@ fn every_schedule_gives_the_same_logits() {
         };
         let per_image = run(3, &|| model.forward(&x).unwrap());
         let batched = run(1, &|| model.forward(&x).unwrap());
-        let serial = run(3, &|| snzoo_model::parallel::serially(|| model.forward(&x).unwrap()));
+        let serial = run(3, &|| snzoo_kernels::parallel::serially(|| model.forward(&x).unwrap()));
         let plain = run(3, &|| model.forward_reference(&x).unwrap());
         assert_eq!(per_image, serial, "{name}");
         assert!(relative_error(&per_image, &batched) <= 1e-6, "{name}: {}", relative_error(&per_image, &batched));
@@ -98,7 +98,7 @@ fn every_schedule_gives_the_same_logits() {
 /// error of bf16 rounding, well inside what changes a ranking of these logits.
 #[test]
 fn bf16_convolutions_stay_close_to_pytorch() {
-    if !snzoo_model::gemm_bf16::available() {
+    if !snzoo_kernels::gemm_bf16::available() {
         eprintln!("skipped: this CPU has no AVX-512 BF16");
         return;
     }

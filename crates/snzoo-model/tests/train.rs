@@ -7,8 +7,9 @@ use std::path::PathBuf;
 use candle_core::{DType, Device, Tensor};
 use snzoo_convert::npy::read_npy_f32;
 use snzoo_convert::read_torch_checkpoint;
-use snzoo_model::train::{is_buffer, RunningStats, Sgd, Trainable};
-use snzoo_model::ResNetSnConfig;
+use snzoo_model::is_buffer;
+use snzoo_model::train::{RunningStats, Sgd, Trainable};
+use snzoo_model::ResNetConfig;
 
 fn fixture(rel: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../fixtures/train").join(rel)
@@ -16,10 +17,10 @@ fn fixture(rel: &str) -> PathBuf {
 
 const MODELS: [&str; 3] = ["v1_bottleneck_bn", "v1_bottleneck_nobn", "v2_basic_bn"];
 
-fn load(name: &str) -> (ResNetSnConfig, HashMap<String, Tensor>) {
+fn load(name: &str) -> (ResNetConfig, HashMap<String, Tensor>) {
     let ck = read_torch_checkpoint(&fixture(&format!("{name}.pth"))).unwrap();
     let shapes: BTreeMap<String, Vec<usize>> = ck.tensors.iter().map(|(k, t)| (k.clone(), t.shape.clone())).collect();
-    let config = ResNetSnConfig::infer(&shapes).unwrap();
+    let config = ResNetConfig::infer(&shapes).unwrap();
     let tensors = ck
         .tensors
         .iter()
@@ -107,7 +108,7 @@ fn running_statistics_after_a_forward_in_both_modes() {
                 assert!(r <= 1e-4, "{name} {tag}: {k} differs by {r}");
                 checked += 1;
             }
-            assert_eq!(checked > 0, config.using_bn, "{name}");
+            assert_eq!(checked > 0, config.using_bn(), "{name}");
         }
     }
 }

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use snzoo_convert::{CheckpointInfo, DType, Tensor};
-use snzoo_model::ResNetSnConfig;
+use snzoo_model::ResNetConfig;
 
 use crate::{Error, Result};
 
@@ -70,7 +70,7 @@ pub fn read_checkpoint(path: &Path) -> Result<StateDict> {
 #[derive(Debug, Clone)]
 pub struct Converted {
     pub tensors: Vec<(String, Tensor)>,
-    pub config: ResNetSnConfig,
+    pub config: ResNetConfig,
     /// The safetensors `__metadata__` to write.
     pub metadata: HashMap<String, String>,
     /// The source file's format and sha256.
@@ -88,7 +88,7 @@ pub fn convert_checkpoint(path: &Path, dtype: Option<DType>) -> Result<Converted
     // BatchNorm's num_batches_tracked counters are training state: not part of the model.
     let tensors: Vec<(String, Tensor)> = tensors.into_iter().filter(|(k, _)| !snzoo_model::is_training_only(k)).collect();
     let shapes: BTreeMap<String, Vec<usize>> = tensors.iter().map(|(k, t)| (k.clone(), t.shape.clone())).collect();
-    let config = ResNetSnConfig::infer(&shapes).map_err(|source| Error::NotAModel { path: path.to_path_buf(), source })?;
+    let config = ResNetConfig::infer(&shapes).map_err(|source| Error::NotAModel { path: path.to_path_buf(), source })?;
     snzoo_convert::check_model_tensors(&tensors).map_err(|source| Error::BadTensor { path: path.to_path_buf(), source })?;
     // A negative running variance makes the normalization compute NaN.
     for (name, t) in tensors.iter().filter(|(k, _)| k.ends_with(".running_var")) {

@@ -236,9 +236,9 @@ pub fn evaluate(model: &Model, dataset: &Dataset, options: &EvalOptions, on_even
             path: std::fs::canonicalize(model.weights_path()).unwrap_or_else(|_| model.weights_path().to_path_buf()).display().to_string(),
             sha256,
             arch: model.config().arch_name(),
-            using_bn: model.config().using_bn,
+            using_bn: model.config().using_bn(),
             num_classes: classes,
-            param_count: model.config().expected_shapes().iter().map(|(_, s)| s.iter().product::<usize>()).sum(),
+            param_count: model.config().param_count().map_err(|e| Error::Other(e.to_string()))?,
         },
         dataset: DatasetInfo {
             layout: dataset.layout.to_string(),

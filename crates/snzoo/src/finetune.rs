@@ -153,7 +153,7 @@ pub fn finetune(
     options.check()?;
     let device = Device::Cpu;
     let (mut config, tensors) = crate::weights::Weights::tensors(weights, &device)?;
-    if config.norm != snzoo_model::NormKind::Switchable {
+    if !config.norm.trainable() {
         return Err(Error::Other(format!("{}: fine-tuning is implemented for SN networks only", weights.display())));
     }
     let fresh_fc = matches!(options.num_classes, Some(k) if k != config.num_classes);

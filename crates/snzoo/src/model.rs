@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
-use snzoo_model::{ResNetSn, ResNetSnConfig};
+use snzoo_model::{ResNet, ResNetConfig};
 use snzoo_preprocess::EvalTransform;
 use snzoo_zoo::ModelCard;
 
@@ -115,14 +115,14 @@ pub fn top_predictions(logits: &[f32], k: usize) -> Vec<Prediction> {
 
 /// Logits [batch, classes] of a network for a normalized batch [batch, 3, crop, crop] held on
 /// the host, run on `device`.
-pub(crate) fn forward_batch(net: &ResNetSn, input: &[f32], batch: usize, crop: usize, device: &Device) -> candle_core::Result<Vec<f32>> {
+pub(crate) fn forward_batch(net: &ResNet, input: &[f32], batch: usize, crop: usize, device: &Device) -> candle_core::Result<Vec<f32>> {
     let x = Tensor::from_slice(input, (batch, 3, crop, crop), &Device::Cpu)?.to_device(device)?;
     net.forward(&x)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()
 }
 
 /// A network as the evaluation pipeline's [`Classifier`](snzoo_eval::Classifier).
 pub(crate) struct NetworkClassifier<'a> {
-    pub net: &'a ResNetSn,
+    pub net: &'a ResNet,
     pub crop: usize,
     pub device: Device,
 }
@@ -146,8 +146,8 @@ impl snzoo_eval::Classifier for NetworkClassifier<'_> {
 /// # Ok::<(), snzoo::Error>(())
 /// ```
 pub struct Model {
-    net: ResNetSn,
-    config: ResNetSnConfig,
+    net: ResNet,
+    config: ResNetConfig,
     device: Device,
     precision: Precision,
     card: Option<&'static ModelCard>,
@@ -171,7 +171,7 @@ impl Model {
     /// A model from a weights file (`.safetensors`, or a checkpoint converted in memory).
     pub fn from_file(path: &Path, card: Option<&'static ModelCard>, options: &ModelOptions) -> Result<Model> {
         let weights = Weights::open(path, &options.device)?;
-        let mut net = ResNetSn::new(&weights.config, weights.var_builder())
+        let mut net = ResNet::new(&weights.config, weights.var_builder())
             .map_err(|e| Error::Other(format!("cannot build the model from {}: {e}", snzoo_fs::display_path(path))))?;
         match (options.precision, options.device.is_cpu()) {
             (Precision::F32, _) => {}
@@ -189,10 +189,10 @@ impl Model {
         })
     }
 
-    pub fn config(&self) -> &ResNetSnConfig {
+    pub fn config(&self) -> &ResNetConfig {
         &self.config
     }
-    pub fn network(&self) -> &ResNetSn {
+    pub fn network(&self) -> &ResNet {
         &self.net
     }
     pub fn card(&self) -> Option<&'static ModelCard> {

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use snzoo_model::ResNetSnConfig;
+use snzoo_model::ResNetConfig;
 
 use crate::{Error, Result};
 
@@ -53,10 +53,10 @@ pub fn is_safetensors(path: &Path) -> Result<bool> {
 
 /// The architecture of a safetensors file's tensors. It is inferred from the tensors (which
 /// bounds the work by the file's own size); recorded metadata must agree with it.
-pub fn architecture(path: &Path, info: &SafetensorsInfo) -> Result<ResNetSnConfig> {
-    let inferred = ResNetSnConfig::infer(&info.shapes).map_err(|source| Error::NotAModel { path: path.to_path_buf(), source })?;
+pub fn architecture(path: &Path, info: &SafetensorsInfo) -> Result<ResNetConfig> {
+    let inferred = ResNetConfig::infer(&info.shapes).map_err(|source| Error::NotAModel { path: path.to_path_buf(), source })?;
     if info.metadata.contains_key("arch") {
-        let declared = ResNetSnConfig::from_metadata(&info.metadata)
+        let declared = ResNetConfig::from_metadata(&info.metadata)
             .map_err(|e| Error::BadMetadata { path: path.to_path_buf(), message: format!("bad snzoo metadata: {e}") })?;
         if declared != inferred {
             return Err(Error::BadMetadata {
@@ -100,7 +100,7 @@ fn check_values(path: &Path) -> Result<()> {
 /// Weights ready to build a network from.
 pub struct Weights {
     pub path: PathBuf,
-    pub config: ResNetSnConfig,
+    pub config: ResNetConfig,
     /// The file's `__metadata__` (for a checkpoint: what its conversion would record).
     pub metadata: HashMap<String, String>,
     vb: VarBuilder<'static>,
@@ -131,7 +131,7 @@ impl Weights {
     }
 
     /// Every tensor, by state-dict name, in f32 on `device` (for training).
-    pub fn tensors(path: &Path, device: &Device) -> Result<(ResNetSnConfig, HashMap<String, candle_core::Tensor>)> {
+    pub fn tensors(path: &Path, device: &Device) -> Result<(ResNetConfig, HashMap<String, candle_core::Tensor>)> {
         if is_safetensors(path)? {
             let info = read_safetensors_info(path)?;
             let config = architecture(path, &info)?;

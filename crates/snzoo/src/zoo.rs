@@ -62,12 +62,12 @@ pub fn ensure_converted(card: &ModelCard, fetch: Fetch<'_>) -> Result<PathBuf> {
         .is_some_and(|h| h.metadata.get("source_sha256") == Some(&verified.sha256));
     if !up_to_date {
         let result = convert_checkpoint(&verified.path, None).and_then(|c| {
-            if c.config.arch_name() != card.arch || c.config.using_bn != card.normalization.using_bn {
+            if c.config.arch_name() != card.arch || c.config.using_bn() != card.normalization.using_bn {
                 return Err(Error::Other(format!(
                     "{} converted to {} (using_bn={}), but the card {} says {} (using_bn={}); not using it",
                     verified.path.display(),
                     c.config.arch_name(),
-                    c.config.using_bn,
+                    c.config.using_bn(),
                     card.name,
                     card.arch,
                     card.normalization.using_bn
@@ -87,7 +87,7 @@ pub fn ensure_converted(card: &ModelCard, fetch: Fetch<'_>) -> Result<PathBuf> {
         };
         c.metadata.insert("model_card".into(), card.name.clone());
         write_converted(&c, &converted, &[&verified.path])?;
-        log(&format!("converted to {} ({}, using_bn={})", converted.display(), c.config.arch_name(), c.config.using_bn));
+        log(&format!("converted to {} ({}, using_bn={})", converted.display(), c.config.arch_name(), c.config.using_bn()));
     }
     if verified.checksum == ChecksumSource::Unknown {
         store.record_sha256(&card.name, &verified.sha256)?;

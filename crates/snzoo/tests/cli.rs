@@ -174,7 +174,7 @@ fn bench_reports_throughput_as_json() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("runs on CUDA only"), "{}", String::from_utf8_lossy(&out.stderr));
     // bf16 convolutions on CPUs with AVX-512 BF16; elsewhere an error that says what is missing.
     let out = snzoo(&["bench", "-w", s(&w), "--dtype", "bf16", "--batch-size", "2", "--seconds", "0.1", "--json"]);
-    if snzoo_model::gemm_bf16::available() {
+    if snzoo::snzoo_model::snzoo_kernels::gemm_bf16::available() {
         let j: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(j["dtype"], "bf16");
         assert!(j["images_per_second"].as_f64().unwrap() > 0.0);
@@ -187,7 +187,7 @@ fn bench_reports_throughput_as_json() {
 /// `classify --dtype bf16`: bf16 convolutions move the logits by the bf16 rounding only.
 #[test]
 fn classify_in_bf16_stays_close() {
-    if !snzoo_model::gemm_bf16::available() {
+    if !snzoo::snzoo_model::snzoo_kernels::gemm_bf16::available() {
         eprintln!("skipped: this CPU has no AVX-512 BF16");
         return;
     }

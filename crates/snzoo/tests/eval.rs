@@ -164,7 +164,7 @@ fn shards_merge_to_the_whole() {
     assert_eq!(snzoo(&["eval", "--merge", s(&a), s(&a)]).status.code(), Some(1));
     assert_eq!(report(&a).compute, "f32");
     // A shard computed in another precision is refused (where this CPU runs bf16 at all).
-    if snzoo_model::gemm_bf16::available() {
+    if snzoo::snzoo_model::snzoo_kernels::gemm_bf16::available() {
         let b16 = d.path().join("b16.json");
         ok(&["eval", "-w", s(&w), "--data", s(&data), "--shard", "1/2", "--dtype", "bf16", "-o", s(&b16), "-q"]);
         assert_eq!(report(&b16).compute, "bf16");
@@ -190,7 +190,11 @@ fn results_csv_rows_are_appended() {
     let lines: Vec<&str> = text.lines().collect();
     assert_eq!(lines[0], "model,top1,top1_err,top5,top5_err,param_count,img_size,crop_pct,interpolation");
     assert_eq!(lines.len(), 3);
-    assert!(lines[1].starts_with("resnet50v1-sn-w4,25.000,75.000,75.000,25.000,0.23,224,0.875,bilinear"), "{}", lines[1]);
+    // param_count as timm counts it: PyTorch's `sum(p.numel() for p in model.parameters())` is
+    // 224,810 for the tiny model (its 3,320 running-statistics entries are buffers).
+    assert!(lines[1].starts_with("resnet50v1-sn-w4,25.000,75.000,75.000,25.000,0.22,224,0.875,bilinear"), "{}", lines[1]);
+    let r: Report = serde_json::from_str(&ok(&["eval", "-w", s(&w), "--data", s(d.path()), "--json", "-q"])).unwrap();
+    assert_eq!(r.weights.param_count, 224_810);
 }
 
 /// kill -9 in the middle of a run, then the same command: it resumes, does not recompute the

@@ -25,7 +25,7 @@ fn converted() -> &'static (Vec<(String, snzoo_convert::Tensor)>, HashMap<String
     })
 }
 
-fn open(bytes: &[u8]) -> Result<snzoo::snzoo_model::ResNetSnConfig, snzoo::Error> {
+fn open(bytes: &[u8]) -> Result<snzoo::snzoo_model::ResNetConfig, snzoo::Error> {
     let f = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(f.path(), bytes).unwrap();
     Weights::open(f.path(), &Device::Cpu).map(|w| w.config)

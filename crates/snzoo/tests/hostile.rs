@@ -285,14 +285,20 @@ fn architecture_metadata_must_agree_with_the_tensors() {
     let bytes = std::fs::read(&w).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
     let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-    let mut metadata = meta.metadata().clone().unwrap();
-    metadata.insert("layers".into(), "10000000,1,1,1".into());
     let tensors: Vec<(String, safetensors::tensor::TensorView)> = st.tensors();
-    let bomb = d.path().join("bomb.safetensors");
-    std::fs::write(&bomb, safetensors::serialize(tensors, Some(metadata)).unwrap()).unwrap();
-    let (o, rss) = run_bounded(&["classify", "-w", s(&bomb), s(&fixture("images/chelsea_420.jpg"))], &[], Duration::from_secs(30));
-    fails_with(&o, &["bomb.safetensors", "the metadata describes", "but the tensors are resnet50v1-sn-w4"]);
-    assert!(rss < 512 << 20, "{rss}");
+    let img = fixture("images/chelsea_420.jpg");
+    for (layers, needles) in [
+        ("10000000,1,1,1", &["bomb.safetensors", "bad snzoo metadata", "out of range"][..]),
+        ("3,4,6,4", &["bomb.safetensors", "the metadata describes", "but the tensors are resnet50v1-sn-w4"][..]),
+    ] {
+        let mut metadata = meta.metadata().clone().unwrap();
+        metadata.insert("layers".into(), layers.into());
+        let bomb = d.path().join("bomb.safetensors");
+        std::fs::write(&bomb, safetensors::serialize(tensors.clone(), Some(metadata)).unwrap()).unwrap();
+        let (o, rss) = run_bounded(&["classify", "-w", s(&bomb), s(&img)], &[], Duration::from_secs(30));
+        fails_with(&o, needles);
+        assert!(rss < 512 << 20, "{rss}");
+    }
 }
 
 /// Decompression and nesting bombs in checkpoint files: refused with a named limit, quickly,

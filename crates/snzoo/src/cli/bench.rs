@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use snzoo::snzoo_model::ResNetSn;
+use snzoo::snzoo_model::ResNet;
 
 /// `--seconds`: a finite duration of at most a day.
 fn seconds(s: &str) -> Result<f64, String> {
@@ -88,7 +88,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         &format!("benchmarking with --batch-size {}", args.batch_size),
         args.batch_size as u64 * snzoo::limits::input_bytes(224) + working * snzoo::limits::forward_bytes_per_image(config.width, 224),
     )?;
-    let mut model = ResNetSn::new(&config, VarBuilder::from_tensors(tensors, dtype, &device))?;
+    let mut model = ResNet::new(&config, VarBuilder::from_tensors(tensors, dtype, &device))?;
     if cpu_bf16 {
         model = model.with_bf16_convolutions()?;
     }

@@ -36,7 +36,7 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
             "stripped_module_prefix": c.info.stripped_module_prefix,
             "tensors": c.tensors.len(),
             "arch": c.config.arch_name(),
-            "using_bn": c.config.using_bn,
+            "using_bn": c.config.using_bn(),
             "num_classes": c.config.num_classes,
             "dtype": args.dtype,
         });
@@ -51,7 +51,7 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
             if c.info.stripped_module_prefix { ", 'module.' stripped" } else { "" },
             display_path(&args.output),
             c.config.arch_name(),
-            c.config.using_bn,
+            c.config.using_bn(),
             c.config.num_classes,
             args.dtype,
         );

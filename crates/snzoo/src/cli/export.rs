@@ -138,7 +138,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         (0..config.num_classes).map(|i| (i.to_string(), serde_json::Value::from(format!("LABEL_{i}")))).collect()
     };
     let cfg = serde_json::json!({
-        "architectures": ["ResNetSn"],
+        "architectures": ["ResNet"],
         "model_type": "resnet-sn",
         "library_name": "snzoo",
         "snzoo_arch": config.arch_name(),
@@ -149,7 +149,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         "num_labels": config.num_classes,
         "normalization": {
             "type": "switchable",
-            "using_bn": config.using_bn,
+            "using_bn": config.using_bn(),
             "eps": snzoo::snzoo_model::SN_EPS,
             "using_moving_average": card.and_then(|c| c.normalization.using_moving_average),
             "last_gamma": card.and_then(|c| c.normalization.last_gamma),

@@ -124,7 +124,7 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&layers)?);
         return Ok(());
     }
-    let bn = model.config().using_bn;
+    let bn = model.config().using_bn();
     println!("{:<24} {:>24}   {:>24}", "layer", if bn { "mean: IN    LN    BN" } else { "mean: IN    LN" }, if bn { "var: IN    LN    BN" } else { "var: IN    LN" });
     for l in &layers {
         let f = |v: &[f64]| v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join("  ");

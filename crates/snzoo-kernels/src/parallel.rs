@@ -1,7 +1,7 @@
 //! How the inference kernels use the thread pool.
 //!
 //! In inference every sample of a batch is independent (SN's batch statistics are the running
-//! buffers), so [`ResNetSn`](crate::ResNetSn) runs a batch as one task per image on the rayon
+//! buffers), so `snzoo_model::ResNet` runs a batch as one task per image on the rayon
 //! pool, each image through the whole network on one thread, rather than splitting every layer
 //! across threads. That keeps each image's activations in its core's cache and avoids a
 //! synchronisation per layer. Inside such a task the kernels run serially: [`serially`] marks the

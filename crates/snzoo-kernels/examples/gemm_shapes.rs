@@ -4,7 +4,7 @@
 //!     cargo run --release -p snzoo-model --example gemm_shapes
 use std::time::Instant;
 
-use snzoo_model::gemm_bf16;
+use snzoo_kernels::gemm_bf16;
 
 fn main() {
     // (M = C_out, K = C_in·k·k, N = H_out·W_out)

@@ -1,12 +1,15 @@
-//! Switchable Normalization (Luo et al., ICLR 2019), inference mode.
+//! Switchable Normalization (Luo et al., ICLR 2019): inference and training.
 
 use candle_core::{DType, Result, Tensor, D};
 use candle_nn::VarBuilder;
+use snzoo_kernels::{Implementation, SwitchNormInference};
+
+use super::{check_variance, BatchStats, Norm2d};
 
 /// The `eps` of the released models.
 pub const SN_EPS: f64 = 1e-5;
 
-/// A 2-d Switchable Normalization layer in inference mode.
+/// A 2-d Switchable Normalization layer.
 ///
 /// Parameters and buffers carry the released names and shapes: `weight`, `bias` (1,C,1,1);
 /// `mean_weight`, `var_weight` (3), or (2) without BN; `running_mean`, `running_var` (1,C,1) with BN.
@@ -35,31 +38,12 @@ pub struct SwitchNorm2d {
     channels: usize,
 }
 
-/// The batch statistics of one SN layer in a training forward, for the running-statistics update.
-#[derive(Debug, Clone)]
-pub struct BatchStats {
-    /// The layer's state-dict path; its buffers are `{layer}.running_mean` / `.running_var`.
-    pub layer: String,
-    /// (1,C,1), detached: `mean_bn` and `var_bn`.
-    pub mean: Tensor,
-    pub var: Tensor,
-}
-
 /// Softmax of a short vector, computed as torch does for f32 (max-subtracted).
 fn softmax(v: &[f32]) -> Vec<f64> {
     let max = v.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     let e: Vec<f32> = v.iter().map(|x| (x - max).exp()).collect();
     let s: f32 = e.iter().sum();
     e.iter().map(|x| (x / s) as f64).collect()
-}
-
-/// Refuses a running variance with a negative entry: the layer would compute NaN.
-pub(crate) fn check_variance(var: &Tensor, layer: &str) -> Result<()> {
-    let v = var.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>()?;
-    if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| **x < 0.0) {
-        candle_core::bail!("`{layer}.running_var` holds a negative variance ({x}, channel {i}); a model with it computes NaN, refusing it");
-    }
-    Ok(())
 }
 
 impl SwitchNorm2d {
@@ -78,6 +62,15 @@ impl SwitchNorm2d {
             None
         };
         Ok(Self { name: vb.prefix(), weight, bias, mean_weight, var_weight, running, channels })
+    }
+
+    /// An SN layer at `prefix`: mixing weights of 3 (IN, LN, BN) or 2 (IN, LN) entries.
+    pub fn detect(shapes: &std::collections::BTreeMap<String, Vec<usize>>, prefix: &str) -> Option<super::NormSpec> {
+        match shapes.get(&format!("{prefix}.mean_weight"))?.as_slice() {
+            [3] => Some(super::NormSpec::Switchable { using_bn: true }),
+            [2] => Some(super::NormSpec::Switchable { using_bn: false }),
+            _ => None,
+        }
     }
 
     fn mix(t: &Tensor) -> Result<Vec<f64>> {
@@ -126,42 +119,12 @@ impl SwitchNorm2d {
         Ok((n, c, h, w))
     }
 
-    fn normalize(&self, xr: &Tensor, mean: &Tensor, var: &Tensor) -> Result<Tensor> {
-        let inv_std = (var + SN_EPS)?.sqrt()?.recip()?;
-        xr.broadcast_sub(mean)?.broadcast_mul(&inv_std)?.broadcast_mul(&self.weight)?.broadcast_add(&self.bias)
-    }
-
-    /// Normalizes `x` of shape (N,C,H,W) in inference mode (BN = the running buffers): the fused
-    /// kernel for f32 on the CPU (and on CUDA with the `cuda` feature), the plain operations
-    /// elsewhere.
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward_act(x, false)
-    }
-
-    /// [`forward`](Self::forward) followed by a ReLU, fused where the kernel is used.
-    pub fn forward_relu(&self, x: &Tensor) -> Result<Tensor> {
-        self.forward_act(x, true)
-    }
-
-    fn forward_act(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
-        if (x.device().is_cpu() || (cfg!(feature = "cuda") && x.device().is_cuda())) && x.dtype() == DType::F32 {
-            let op = self.inference_op(relu)?;
-            return x.contiguous()?.apply_op1_no_bwd(&op);
-        }
-        let y = self.forward_reference(x)?;
-        if relu {
-            y.relu()
-        } else {
-            Ok(y)
-        }
-    }
-
     /// The fused kernel's parameters, read from the current weights.
-    pub fn inference_op(&self, relu: bool) -> Result<crate::fused::SwitchNormInference> {
+    pub fn inference_op(&self, relu: bool) -> Result<SwitchNormInference> {
         let f = |t: &Tensor| -> Result<Vec<f32>> { t.to_dtype(DType::F32)?.flatten_all()?.to_vec1::<f32>() };
         let (mm, vm) = (self.mean_importance()?, self.var_importance()?);
         let three = |v: &[f64]| [v[0], v[1], v.get(2).copied().unwrap_or(0.0)];
-        Ok(crate::fused::SwitchNormInference {
+        Ok(SwitchNormInference {
             mean_mix: three(&mm),
             var_mix: three(&vm),
             running_mean: self.running.as_ref().map(|(m, _)| f(m)).transpose()?,
@@ -173,19 +136,15 @@ impl SwitchNorm2d {
         })
     }
 
+    /// Inference (BN = the running buffers), then a ReLU when `relu`: the fused kernel for f32
+    /// on the CPU (and on CUDA with the `cuda` feature), the plain operations elsewhere.
+    pub fn forward(&self, x: &Tensor, relu: bool) -> Result<Tensor> {
+        snzoo_kernels::switch_norm(x, &self.inference_op(relu)?, Implementation::Fast)
+    }
+
     /// Inference with plain candle tensor operations (the fused kernel's oracle; any device/dtype).
     pub fn forward_reference(&self, x: &Tensor) -> Result<Tensor> {
-        let (n, c, h, w) = Self::check_spatial(x)?;
-        let xr = x.reshape((n, c, h * w))?;
-        let [mean_in, var_in, mean_ln, var_ln, _] = Self::moments(&xr)?;
-        let (mm, vm) = (self.mean_importance()?, self.var_importance()?);
-        let mut mean = (mean_in * mm[0])?.broadcast_add(&(mean_ln * mm[1])?)?;
-        let mut var = (var_in * vm[0])?.broadcast_add(&(var_ln * vm[1])?)?;
-        if let Some((running_mean, running_var)) = &self.running {
-            mean = mean.broadcast_add(&(running_mean * mm[2])?)?;
-            var = var.broadcast_add(&(running_var * vm[2])?)?;
-        }
-        self.normalize(&xr, &mean, &var)?.reshape((n, c, h, w))
+        snzoo_kernels::switch_norm(x, &self.inference_op(false)?, Implementation::Plain)
     }
 
     /// Training mode: BN statistics from the batch (`mean_bn` = mean over N of `mean_in`,
@@ -222,8 +181,14 @@ impl SwitchNorm2d {
     }
 }
 
-impl candle_core::Module for SwitchNorm2d {
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        SwitchNorm2d::forward(self, x)
+impl Norm2d for SwitchNorm2d {
+    fn forward(&self, x: &Tensor, relu: bool, imp: Implementation) -> Result<Tensor> {
+        snzoo_kernels::switch_norm(x, &self.inference_op(relu)?, imp)
+    }
+    fn forward_train(&self, x: &Tensor) -> Result<(Tensor, Option<BatchStats>)> {
+        SwitchNorm2d::forward_train(self, x)
+    }
+    fn as_switch(&self) -> Option<&SwitchNorm2d> {
+        Some(self)
     }
 }

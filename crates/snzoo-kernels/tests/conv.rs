@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
-use snzoo_model::conv::{Conv2dBf16, Conv2dIm2col};
-use snzoo_model::gemm_bf16::{available, from_bf16, to_bf16, PackedA};
+use snzoo_kernels::conv::{Conv2dBf16, Conv2dIm2col};
+use snzoo_kernels::gemm_bf16::{available, from_bf16, to_bf16, PackedA};
 
 /// (batch, c_in, c_out, h, w, kernel, stride, padding): the ResNet shapes and odd ones.
 const CASES: [(usize, usize, usize, usize, usize, usize, usize, usize); 10] = [
@@ -57,7 +57,7 @@ fn bf16_convolution_is_the_f32_convolution_of_rounded_operands() {
         let op = Conv2dBf16 { stride: s, padding: p, kernel: k, weights: packed };
         for serial in [false, true] {
             let got = if serial {
-                snzoo_model::parallel::serially(|| x.apply_op1_no_bwd(&op).unwrap())
+                snzoo_kernels::parallel::serially(|| x.apply_op1_no_bwd(&op).unwrap())
             } else {
                 x.apply_op1_no_bwd(&op).unwrap()
             };

@@ -1,0 +1,148 @@
+//! The compute kernels of snzoo's networks, apart from the models that use them.
+//!
+//! A model asks for an operation ([`conv2d`], [`switch_norm`], [`group_norm`],
+//! [`channel_affine`], [`residual_add`], [`max_pool_3x3_s2`]) and this layer picks the
+//! implementation: snzoo's own CPU kernels for f32 inference (im2col + GEMM convolutions, the
+//! AVX-512 BF16 GEMM, fused normalization + ReLU, scheduled one image per thread by
+//! [`parallel`]), the CUDA SN kernel with the `cuda` feature, or plain candle operations
+//! everywhere else (other devices and dtypes, and [`Implementation::Plain`], the oracle of the
+//! tests and the baseline of `snzoo bench --reference-sn`).
+//!
+//! This crate knows nothing of models or files: it takes tensors and per-channel parameters.
+
+pub mod conv;
+pub mod elementwise;
+pub mod gemm_bf16;
+pub mod norm;
+pub mod parallel;
+
+use candle_core::{DType, Result, Tensor};
+
+pub use norm::{ChannelAffine, GroupNormInference, SwitchNormInference};
+
+/// Which implementation an operation uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Implementation {
+    /// snzoo's kernels where they apply (f32 on the CPU, SN also on CUDA), candle elsewhere.
+    #[default]
+    Fast,
+    /// Plain candle operations everywhere.
+    Plain,
+}
+
+impl Implementation {
+    /// Whether snzoo's CPU kernels run `x`.
+    fn cpu_kernels(self, x: &Tensor) -> bool {
+        self == Implementation::Fast && x.device().is_cpu() && x.dtype() == DType::F32
+    }
+}
+
+/// The precision of a convolution's products.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConvPrecision {
+    #[default]
+    F32,
+    /// Inputs and weights rounded to bf16, products summed in f32 (CPUs with AVX-512 BF16).
+    Bf16,
+}
+
+/// A convolution's weights, with their bf16 packing made on first use.
+#[derive(Debug)]
+pub struct ConvWeights {
+    /// [C_out, C_in, k, k]
+    pub weight: Tensor,
+    /// [C_out], if the convolution has a bias.
+    pub bias: Option<Tensor>,
+    pub stride: usize,
+    pub padding: usize,
+    packed_bf16: std::sync::OnceLock<std::sync::Arc<gemm_bf16::PackedA>>,
+}
+
+impl Clone for ConvWeights {
+    fn clone(&self) -> Self {
+        Self::new(self.weight.clone(), self.bias.clone(), self.stride, self.padding)
+    }
+}
+
+impl ConvWeights {
+    pub fn new(weight: Tensor, bias: Option<Tensor>, stride: usize, padding: usize) -> Self {
+        Self { weight, bias, stride, padding, packed_bf16: Default::default() }
+    }
+
+    fn bf16_op(&self) -> Result<conv::Conv2dBf16> {
+        let (c_out, c_in, k, _) = self.weight.dims4()?;
+        let weights = match self.packed_bf16.get() {
+            Some(p) => p.clone(),
+            None => {
+                let values = self.weight.flatten_all()?.to_vec1::<f32>()?;
+                let packed = std::sync::Arc::new(gemm_bf16::PackedA::new(&values, c_out, c_in * k * k));
+                self.packed_bf16.get_or_init(|| packed).clone()
+            }
+        };
+        Ok(conv::Conv2dBf16 { stride: self.stride, padding: self.padding, kernel: k, weights })
+    }
+}
+
+/// A square-kernel 2-d convolution (groups 1, dilation 1) of an (N, C, H, W) input.
+pub fn conv2d(x: &Tensor, w: &ConvWeights, precision: ConvPrecision, imp: Implementation) -> Result<Tensor> {
+    let y = if imp.cpu_kernels(x) && w.weight.dtype() == DType::F32 {
+        let x = x.contiguous()?;
+        match precision {
+            ConvPrecision::Bf16 => x.apply_op1_no_bwd(&w.bf16_op()?)?,
+            ConvPrecision::F32 => x.apply_op2_no_bwd(&w.weight.contiguous()?, &conv::Conv2dIm2col { stride: w.stride, padding: w.padding })?,
+        }
+    } else {
+        x.conv2d(&w.weight, w.padding, w.stride, 1, 1)?
+    };
+    match &w.bias {
+        Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
+        None => Ok(y),
+    }
+}
+
+/// Switchable Normalization in inference (see [`SwitchNormInference`]).
+pub fn switch_norm(x: &Tensor, p: &SwitchNormInference, imp: Implementation) -> Result<Tensor> {
+    let cuda = cfg!(feature = "cuda") && x.device().is_cuda() && x.dtype() == DType::F32 && imp == Implementation::Fast;
+    if imp.cpu_kernels(x) || cuda {
+        return x.contiguous()?.apply_op1_no_bwd(p);
+    }
+    norm::switch_norm_plain(x, p)
+}
+
+/// GroupNorm in inference (see [`GroupNormInference`]).
+pub fn group_norm(x: &Tensor, p: &GroupNormInference, imp: Implementation) -> Result<Tensor> {
+    if imp.cpu_kernels(x) {
+        return x.contiguous()?.apply_op1_no_bwd(p);
+    }
+    norm::group_norm_plain(x, p)
+}
+
+/// A per-channel scale and shift (BatchNorm in inference), then ReLU if asked.
+pub fn channel_affine(x: &Tensor, p: &ChannelAffine, imp: Implementation) -> Result<Tensor> {
+    if imp.cpu_kernels(x) {
+        return x.contiguous()?.apply_op1_no_bwd(p);
+    }
+    norm::channel_affine_plain(x, p)
+}
+
+/// `a + b`, then ReLU when `relu`: the end of a residual block.
+pub fn residual_add(a: &Tensor, b: &Tensor, relu: bool, imp: Implementation) -> Result<Tensor> {
+    if imp.cpu_kernels(a) && b.dtype() == a.dtype() {
+        return a.contiguous()?.apply_op2_no_bwd(&b.contiguous()?, &elementwise::ResidualAdd { relu });
+    }
+    let sum = (a + b)?;
+    if relu {
+        sum.relu()
+    } else {
+        Ok(sum)
+    }
+}
+
+/// PyTorch's `max_pool2d(kernel 3, stride 2, padding 1)` of a non-negative input (after a ReLU,
+/// zero padding gives what PyTorch's −∞ padding gives).
+pub fn max_pool_3x3_s2(x: &Tensor, imp: Implementation) -> Result<Tensor> {
+    if imp.cpu_kernels(x) {
+        return x.contiguous()?.apply_op1_no_bwd(&elementwise::MaxPool3x3S2);
+    }
+    x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?.max_pool2d_with_stride(3, 2)
+}

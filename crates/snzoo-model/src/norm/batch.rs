@@ -1,0 +1,42 @@
+//! BatchNorm in inference: the running statistics folded into a per-channel scale and shift.
+
+use std::collections::BTreeMap;
+
+use candle_core::{Result, Tensor};
+use candle_nn::VarBuilder;
+use snzoo_kernels::{ChannelAffine, Implementation};
+
+use super::{check_variance, values, Norm2d, NormSpec, NORM_EPS};
+
+/// A 2-d BatchNorm layer (`weight`, `bias`, `running_mean`, `running_var`, each (C)) in
+/// inference: `y = (x − running_mean) / √(running_var + 1e-5) · weight + bias`.
+#[derive(Debug, Clone)]
+pub struct BatchNorm2d {
+    weight: Tensor,
+    bias: Tensor,
+    running_mean: Tensor,
+    running_var: Tensor,
+}
+
+impl BatchNorm2d {
+    pub fn new(channels: usize, vb: VarBuilder) -> Result<Self> {
+        let running_var = vb.get(channels, "running_var")?;
+        check_variance(&running_var, &vb.prefix())?;
+        Ok(Self { weight: vb.get(channels, "weight")?, bias: vb.get(channels, "bias")?, running_mean: vb.get(channels, "running_mean")?, running_var })
+    }
+
+    /// A BatchNorm layer at `prefix`: it has running statistics of rank 1.
+    pub fn detect(shapes: &BTreeMap<String, Vec<usize>>, prefix: &str) -> Option<NormSpec> {
+        matches!(shapes.get(&format!("{prefix}.running_mean")), Some(s) if s.len() == 1).then_some(NormSpec::Batch)
+    }
+
+    fn op(&self, relu: bool) -> Result<ChannelAffine> {
+        Ok(ChannelAffine::batch_norm(&values(&self.weight)?, &values(&self.bias)?, &values(&self.running_mean)?, &values(&self.running_var)?, NORM_EPS, relu))
+    }
+}
+
+impl Norm2d for BatchNorm2d {
+    fn forward(&self, x: &Tensor, relu: bool, imp: Implementation) -> Result<Tensor> {
+        snzoo_kernels::channel_affine(x, &self.op(relu)?, imp)
+    }
+}
