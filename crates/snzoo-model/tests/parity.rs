@@ -1,5 +1,6 @@
 //! Logits of the candle model against PyTorch's for the same input (`eval/reference/`).
 
+use libtest_mimic::Trial;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -42,7 +43,6 @@ fn manifest() -> Vec<serde_json::Value> {
     m.as_array().unwrap().clone()
 }
 
-#[test]
 fn tiny_models_match_pytorch_logits() {
     let x = fixture_input();
     for m in manifest() {
@@ -58,7 +58,6 @@ fn tiny_models_match_pytorch_logits() {
     }
 }
 
-#[test]
 fn a_one_pixel_feature_map_is_an_error_not_nan() {
     let ck = read_torch_checkpoint(&fixture("models/r18v1_bn_zip.pth")).unwrap();
     let shapes: BTreeMap<String, Vec<usize>> = ck.tensors.iter().map(|(k, t)| (k.clone(), t.shape.clone())).collect();
@@ -74,7 +73,6 @@ fn a_one_pixel_feature_map_is_an_error_not_nan() {
 
 /// The image-per-thread schedule (several threads, several images), the whole batch through
 /// kernels that spread over one thread, and the plain candle operations give the same logits.
-#[test]
 fn every_schedule_gives_the_same_logits() {
     let x = fixture_input();
     assert!(x.dim(0).unwrap() >= 2, "the input needs several images");
@@ -96,12 +94,7 @@ fn every_schedule_gives_the_same_logits() {
 
 /// bf16 convolutions (inputs and weights rounded, f32 sums) against PyTorch's f32 logits: the
 /// error of bf16 rounding, well inside what changes a ranking of these logits.
-#[test]
 fn bf16_convolutions_stay_close_to_pytorch() {
-    if !snzoo_kernels::gemm_bf16::available() {
-        eprintln!("skipped: this CPU has no AVX-512 BF16");
-        return;
-    }
     let x = fixture_input();
     for m in manifest() {
         let name = m["name"].as_str().unwrap();
@@ -112,4 +105,33 @@ fn bf16_convolutions_stay_close_to_pytorch() {
         eprintln!("{name}: bf16 relative error {err}");
         assert!(err <= 0.06, "{name}: relative error {err}");
     }
+}
+
+/// A custom harness (libtest-mimic), so that the tests that need AVX-512 BF16 are reported as
+/// ignored on CPUs without it, decided at run time, instead of passing untested.
+fn main() {
+    let args = libtest_mimic::Arguments::from_args();
+    let bf16 = snzoo_kernels::gemm_bf16::available();
+    if !bf16 {
+        eprintln!("this CPU has no AVX-512 BF16: the bf16 parity test is ignored");
+    }
+    let trials = vec![
+        Trial::test("tiny_models_match_pytorch_logits", || {
+            tiny_models_match_pytorch_logits();
+            Ok(())
+        }),
+        Trial::test("a_one_pixel_feature_map_is_an_error_not_nan", || {
+            a_one_pixel_feature_map_is_an_error_not_nan();
+            Ok(())
+        }),
+        Trial::test("every_schedule_gives_the_same_logits", || {
+            every_schedule_gives_the_same_logits();
+            Ok(())
+        }),
+        Trial::test("bf16_convolutions_stay_close_to_pytorch", || {
+            bf16_convolutions_stay_close_to_pytorch();
+            Ok(())
+        }).with_ignored_flag(!bf16),
+    ];
+    libtest_mimic::run(&args, trials).exit();
 }

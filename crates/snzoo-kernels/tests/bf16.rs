@@ -1,0 +1,120 @@
+//! The bf16 kernels, on CPUs with AVX-512 BF16. Elsewhere each test is reported as ignored
+//! (decided at run time), never as passed. The rounding tests run everywhere.
+
+use std::sync::Arc;
+
+use candle_core::{Device, Tensor};
+use libtest_mimic::{Arguments, Failed, Trial};
+use snzoo_kernels::conv::Conv2dBf16;
+use snzoo_kernels::gemm_bf16::{available, from_bf16, gemm, pack_b, to_bf16, PackedA};
+
+fn main() {
+    let args = Arguments::from_args();
+    let needs_bf16 = |name: &'static str, f: fn() -> Result<(), Failed>| Trial::test(name, f).with_ignored_flag(!available());
+    let trials = vec![
+        Trial::test("rounding_matches_torch", rounding_matches_torch),
+        Trial::test("rounding_is_the_hand_written_one_on_every_sampled_pattern", rounding_is_the_hand_written_one),
+        needs_bf16("gemm_matches_a_reference_product", gemm_matches_a_reference_product),
+        needs_bf16("bf16_convolution_is_the_f32_convolution_of_rounded_operands", bf16_convolution),
+    ];
+    if !available() {
+        eprintln!("this CPU has no AVX-512 BF16: the bf16 kernel tests are ignored");
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
+
+fn check(cond: bool, msg: impl FnOnce() -> String) -> Result<(), Failed> {
+    if cond {
+        Ok(())
+    } else {
+        Err(msg().into())
+    }
+}
+
+fn rounding_matches_torch() -> Result<(), Failed> {
+    // Round to nearest, ties to even, on the 16 dropped bits.
+    check(to_bf16(1.0) == 0x3f80, || "1.0".into())?;
+    check(to_bf16(f32::from_bits(0x3f80_8000)) == 0x3f80, || "tie, even stays".into())?;
+    check(to_bf16(f32::from_bits(0x3f81_8000)) == 0x3f82, || "tie, odd rounds up".into())?;
+    check(to_bf16(f32::from_bits(0x3f80_8001)) == 0x3f81, || "above the tie".into())?;
+    check(from_bf16(to_bf16(f32::NAN)).is_nan(), || "NaN".into())?;
+    check(from_bf16(to_bf16(-2.5)) == -2.5, || "-2.5".into())
+}
+
+/// The `half` crate's conversion, which snzoo uses, against the hand-written one it replaced
+/// (RNE on the bit pattern, NaN quieted): identical on 2^24 patterns spread over all 2^32.
+fn rounding_is_the_hand_written_one() -> Result<(), Failed> {
+    let hand = |v: f32| -> u16 {
+        let b = v.to_bits();
+        if v.is_nan() {
+            return ((b >> 16) | 0x40) as u16;
+        }
+        (b.wrapping_add(0x7fff + ((b >> 16) & 1)) >> 16) as u16
+    };
+    for i in 0u32..1 << 24 {
+        let bits = i.wrapping_mul(0x9E37_79B9) ^ (i << 8);
+        let v = f32::from_bits(bits);
+        check(to_bf16(v) == hand(v), || format!("bits {bits:#010x}: {:#06x} vs {:#06x}", to_bf16(v), hand(v)))?;
+    }
+    Ok(())
+}
+
+/// Against an f64 product of the bf16-rounded inputs, for shapes with every kind of edge.
+fn gemm_matches_a_reference_product() -> Result<(), Failed> {
+    let mut seed = 1u64;
+    let mut rnd = move || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    };
+    for &(m, k, n) in &[(1, 1, 1), (8, 2, 32), (9, 3, 33), (64, 576, 49), (17, 300, 70), (3, 257, 16), (16, 64, 100)] {
+        let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
+        let ldb = n + 3;
+        let b: Vec<f32> = (0..k * ldb).map(|_| rnd()).collect();
+        let pa = PackedA::new(&a, m, k);
+        let mut pb = Vec::new();
+        pack_b(&b, k, n, ldb, &mut pb);
+        let ldc = n + 1;
+        let mut c = vec![f32::NAN; m * ldc];
+        gemm(&pa, &pb, n, &mut c, ldc, 1 + m % 3);
+        for i in 0..m {
+            for j in 0..n {
+                let want: f64 = (0..k).map(|kk| from_bf16(to_bf16(a[i * k + kk])) as f64 * from_bf16(to_bf16(b[kk * ldb + j])) as f64).sum();
+                let got = c[i * ldc + j] as f64;
+                check((got - want).abs() <= 1e-4 * (1.0 + k as f64).sqrt(), || format!("{m}x{k}x{n} at ({i},{j}): {got} vs {want}"))?;
+            }
+            // The padding column of C is not written.
+            check(c[i * ldc + n].is_nan(), || format!("{m}x{k}x{n}: wrote past column {n}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// (batch, c_in, c_out, h, w, kernel, stride, padding): the ResNet shapes and odd ones.
+const CASES: [(usize, usize, usize, usize, usize, usize, usize, usize); 6] =
+    [(2, 3, 8, 33, 29, 7, 2, 3), (1, 16, 16, 14, 14, 3, 1, 1), (3, 16, 32, 15, 15, 3, 2, 1), (2, 32, 64, 9, 7, 1, 2, 0), (2, 8, 24, 10, 10, 1, 1, 0), (1, 2, 3, 1, 1, 3, 1, 1)];
+
+fn round_bf16(t: &Tensor) -> Tensor {
+    let v: Vec<f32> = t.flatten_all().unwrap().to_vec1::<f32>().unwrap().into_iter().map(|x| from_bf16(to_bf16(x))).collect();
+    Tensor::from_vec(v, t.dims(), t.device()).unwrap()
+}
+
+/// The bf16 convolution is the f32 convolution of the bf16-rounded input and weights (sums in
+/// f32, so up to the order of the additions), serial and spread over threads.
+fn bf16_convolution() -> Result<(), Failed> {
+    let dev = Device::Cpu;
+    for (n, ci, co, h, w, k, s, p) in CASES {
+        let x = Tensor::randn(0f32, 1.0, (n, ci, h, w), &dev)?;
+        let wt = Tensor::randn(0f32, 0.2, (co, ci, k, k), &dev)?;
+        let want = round_bf16(&x).conv2d(&round_bf16(&wt), p, s, 1, 1)?;
+        let packed = Arc::new(PackedA::new(&wt.flatten_all()?.to_vec1::<f32>()?, co, ci * k * k));
+        let op = Conv2dBf16 { stride: s, padding: p, kernel: k, weights: packed };
+        for serial in [false, true] {
+            let got = if serial { snzoo_kernels::parallel::serially(|| x.apply_op1_no_bwd(&op))? } else { x.apply_op1_no_bwd(&op)? };
+            check(got.dims() == want.dims(), || format!("{:?}", (n, ci, co, h, w, k, s, p)))?;
+            let diff = (&got - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
+            let scale = want.abs()?.max_all()?.to_scalar::<f32>()?;
+            check(diff / scale <= 1e-5, || format!("{:?}: {}", (n, ci, co, h, w, k, s, p), diff / scale))?;
+        }
+    }
+    Ok(())
+}
