@@ -54,7 +54,7 @@ pub struct PickleLimits {
 
 impl Default for PickleLimits {
     fn default() -> Self {
-        Self { bytes: 1 << 30, stack: 1 << 20, objects: 1 << 21, items: 1 << 23, memo: 1 << 21, text_bytes: 256 << 20 }
+        Self { bytes: 1 << 30, stack: 1 << 20, objects: 1 << 20, items: 1 << 23, memo: 1 << 20, text_bytes: 256 << 20 }
     }
 }
 
@@ -85,9 +85,10 @@ pub enum Object {
     /// Python dict or `collections.OrderedDict`; insertion order is kept, a repeated key replaces.
     Dict(Vec<(Value, Value)>),
     Set(Vec<Value>),
-    /// A storage met through a persistent id.
-    Storage(StorageRef),
-    Tensor(TensorRef),
+    /// A storage met through a persistent id (boxed, like the tensor: the arena's entries stay
+    /// small, which matters when a hostile pickle fills it).
+    Storage(Box<StorageRef>),
+    Tensor(Box<TensorRef>),
     /// `numpy.dtype(...)`: the type string and its byte order (from the `BUILD` state).
     NumpyDtype { descr: String, big_endian: bool },
 }
@@ -824,7 +825,7 @@ impl<R: Read> Machine<'_, R> {
                 let offset = offset
                     .checked_add(storage.view_offset)
                     .ok_or_else(|| self.malformed("storage offset overflows"))?;
-                Ok(self.new_obj(Object::Tensor(TensorRef { storage, offset, shape, stride })))
+                Ok(self.new_obj(Object::Tensor(Box::new(TensorRef { storage: *storage, offset, shape, stride }))))
             }
             Global::RebuildParameter => {
                 let args = self.args(&args, "_rebuild_parameter")?;
@@ -938,7 +939,7 @@ impl<R: Read> Machine<'_, R> {
                 _ => return Err(self.malformed("malformed storage view metadata")),
             }
         }
-        Ok(self.new_obj(Object::Storage(StorageRef { key, dtype: *dtype, location, numel, view_offset })))
+        Ok(self.new_obj(Object::Storage(Box::new(StorageRef { key, dtype: *dtype, location, numel, view_offset }))))
     }
 }
 

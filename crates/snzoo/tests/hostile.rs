@@ -335,7 +335,7 @@ fn pickle_bombs_are_refused_within_bounded_memory() {
     for (file, limit) in [(&deflate, "limit of"), (&nested, "objects")] {
         let (o, rss) = run_bounded(&["convert", s(file), s(&out)], &[], Duration::from_secs(60));
         fails_with(&o, &[file.file_name().unwrap().to_str().unwrap(), limit]);
-        assert!(rss < 600 << 20, "{}: peak RSS {rss}", file.display());
+        assert!(rss < 300 << 20, "{}: peak RSS {rss}", file.display());
         assert!(!out.exists());
     }
 }
