@@ -36,7 +36,24 @@ pub struct PreprocessInfo {
     pub interpolation: String,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// `rgb` or `bgr` (reports written before it existed were RGB).
+    #[serde(default = "default_channel_order")]
+    pub channel_order: String,
+    /// `unit` (0–1) or `byte` (0–255).
+    #[serde(default = "default_value_range")]
+    pub value_range: String,
+    /// The crop fraction as the model's card states it (timm's `crop_pct`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub crop_pct: Option<f64>,
     pub decoder: String,
+}
+
+fn default_channel_order() -> String {
+    "rgb".into()
+}
+
+fn default_value_range() -> String {
+    "unit".into()
 }
 
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -195,7 +212,7 @@ pub fn results_csv_row(model: &str, r: &Report) -> String {
         100.0 - r.top5,
         r.weights.param_count as f64 / 1e6,
         r.preprocess.crop,
-        r.preprocess.crop as f64 / r.preprocess.resize as f64,
+        r.preprocess.crop_pct.unwrap_or(r.preprocess.crop as f64 / r.preprocess.resize as f64),
         r.preprocess.interpolation
     )
 }

@@ -109,7 +109,7 @@ fn decode_and_transform(bytes: &[u8], transform: &EvalTransform, times: &StageTi
     let img = snzoo_preprocess::decode_rgb(bytes).map_err(|e| e.to_string())?;
     let t = StageTimes::add(&times.decode_ns, t);
     let crop = transform.crop_rgb(&img).map_err(|e| e.to_string())?;
-    let x = snzoo_preprocess::to_normalized_chw(&crop, transform.mean, transform.std);
+    let x = transform.normalize(&crop);
     StageTimes::add(&times.preprocess_ns, t);
     Ok(x)
 }

@@ -212,15 +212,23 @@ impl ResNetConfig {
     ///
     /// [`validate`]: ResNetConfig::validate
     pub fn infer(shapes: &BTreeMap<String, Vec<usize>>) -> Result<Self, ArchError> {
+        Self::infer_with(shapes, None)
+    }
+
+    /// [`infer`](Self::infer), with GroupNorm's group count given (it is not in the weights).
+    pub fn infer_with(shapes: &BTreeMap<String, Vec<usize>>, groups: Option<usize>) -> Result<Self, ArchError> {
         let get = |k: &str| shapes.get(k).ok_or_else(|| ArchError::Infer(format!("no `{k}` tensor (is this a ResNet?)")));
         let conv1 = get("conv1.weight")?;
         let width = match conv1.as_slice() {
             [w, 3, 7, 7] => *w,
             s => return Err(ArchError::Infer(format!("`conv1.weight` has shape {s:?}, expected [width, 3, 7, 7]"))),
         };
-        let norm = NormSpec::detect(shapes, "sn1")
+        let mut norm = NormSpec::detect(shapes, "sn1")
             .or_else(|| NormSpec::detect(shapes, "bn1"))
             .ok_or_else(|| ArchError::Infer("the stem's normalization (`sn1` or `bn1`) is none that snzoo knows".into()))?;
+        if let (NormSpec::Group { .. }, Some(g)) = (norm, groups) {
+            norm = NormSpec::Group { groups: g };
+        }
         let version = if shapes.contains_key("sn_out.weight") { Version::V2 } else { Version::V1 };
         let block = if shapes.contains_key("layer1.0.conv3.weight") { BlockKind::Bottleneck } else { BlockKind::Basic };
         let mut layers = [0usize; 4];

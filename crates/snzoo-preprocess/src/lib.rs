@@ -1,20 +1,23 @@
-//! The ImageNet evaluation preprocessing of torchvision + PIL, exactly.
+//! The ImageNet evaluation preprocessing of torchvision (and timm) with PIL, exactly.
 //!
 //! ```text
 //! PIL.Image.open(f).convert('RGB')          -> decode_rgb
-//! transforms.Resize(256)                     -> resize_shorter_side (Pillow bilinear, antialiased)
+//! transforms.Resize(256[, BICUBIC])          -> resize (Pillow bilinear or bicubic, antialiased),
+//!                                               to resized_dims
 //! transforms.CenterCrop(224)                 -> center_crop
 //! transforms.ToTensor(), Normalize(mean, std) -> to_normalized_chw
 //! ```
 //!
-//! Every step works on 8-bit pixels as PIL does, and the float steps are done in f32 in torch's
-//! order, so the output tensor is bit-identical to torchvision's when the decoded pixels are.
+//! [`EvalTransform`] is one evaluation protocol (a model card's `[eval]` section): resize size
+//! and filter, crop, mean and std, channel order and value range. Every step works on 8-bit
+//! pixels as PIL does, and the float steps are done in f32 in torch's order, so the output tensor
+//! is bit-identical to torchvision's when the decoded pixels are.
 
 mod decode;
 mod resize;
 
 pub use decode::{decode_rgb, DecodeError, RgbImage, MAX_PIXELS};
-pub use resize::resize_bilinear;
+pub use resize::{resize, resize_bilinear, Filter};
 
 /// ImageNet channel means (torchvision's `Normalize` defaults in the reference evaluation).
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -31,12 +34,6 @@ pub fn resized_dims(width: usize, height: usize, size: usize) -> (usize, usize) 
     } else {
         (new_long, size)
     }
-}
-
-/// torchvision `Resize(size)` on a PIL image with bilinear interpolation.
-pub fn resize_shorter_side(img: &RgbImage, size: usize) -> RgbImage {
-    let (w, h) = resized_dims(img.width, img.height, size);
-    resize_bilinear(img, w, h)
 }
 
 /// torchvision `CenterCrop(size)`: zero padding when the image is smaller, then the crop whose
@@ -69,33 +66,125 @@ pub fn center_crop(img: &RgbImage, size: usize) -> RgbImage {
 
 /// `ToTensor()` then `Normalize(mean, std)`: CHW f32, `(v / 255 - mean) / std` in f32.
 pub fn to_normalized_chw(img: &RgbImage, mean: [f32; 3], std: [f32; 3]) -> Vec<f32> {
+    normalize(img, mean, std, ChannelOrder::Rgb, ValueRange::Unit)
+}
+
+/// The input tensor of an 8-bit crop: CHW f32 in `order`, each value `(v' − mean) / std` with
+/// `v' = v / 255` ([`ValueRange::Unit`], torchvision's `ToTensor`) or `v` ([`ValueRange::Byte`]),
+/// in f32 in that order of operations; `mean` and `std` are per output channel.
+pub fn normalize(img: &RgbImage, mean: [f32; 3], std: [f32; 3], order: ChannelOrder, range: ValueRange) -> Vec<f32> {
     let n = img.width * img.height;
     let mut out = vec![0f32; 3 * n];
     // One table per channel: the same f32 operations as torch, done once per 8-bit value.
     let tables: Vec<[f32; 256]> = (0..3)
-        .map(|c| std::array::from_fn(|v| (v as f32 / 255.0 - mean[c]) / std[c]))
+        .map(|c| {
+            std::array::from_fn(|v| {
+                let v = match range {
+                    ValueRange::Unit => v as f32 / 255.0,
+                    ValueRange::Byte => v as f32,
+                };
+                (v - mean[c]) / std[c]
+            })
+        })
         .collect();
+    let source = match order {
+        ChannelOrder::Rgb => [0, 1, 2],
+        ChannelOrder::Bgr => [2, 1, 0],
+    };
     for (i, px) in img.data.chunks_exact(3).enumerate() {
         for c in 0..3 {
-            out[c * n + i] = tables[c][px[c] as usize];
+            out[c * n + i] = tables[c][px[source[c]] as usize];
         }
     }
     out
 }
 
-/// The evaluation preprocessing: resize the shorter side, center-crop, normalize.
-#[derive(Debug, Clone, PartialEq)]
+/// The order of the channels of the input tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ChannelOrder {
+    #[default]
+    Rgb,
+    /// Caffe's models.
+    Bgr,
+}
+
+/// The range of the pixel values before the mean is subtracted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ValueRange {
+    /// 0–1: torchvision's `ToTensor` (v / 255).
+    #[default]
+    Unit,
+    /// 0–255: Caffe's and TF-slim's VGG preprocessing.
+    Byte,
+}
+
+/// The resampling filter of the resize (Pillow's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Interpolation {
+    #[default]
+    Bilinear,
+    Bicubic,
+}
+
+impl Interpolation {
+    pub fn filter(self) -> Filter {
+        match self {
+            Interpolation::Bilinear => Filter::Bilinear,
+            Interpolation::Bicubic => Filter::Bicubic,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Interpolation::Bilinear => "bilinear",
+            Interpolation::Bicubic => "bicubic",
+        }
+    }
+}
+
+impl std::str::FromStr for Interpolation {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "bilinear" => Ok(Interpolation::Bilinear),
+            "bicubic" => Ok(Interpolation::Bicubic),
+            _ => Err(format!("unknown interpolation `{s}` (bilinear or bicubic)")),
+        }
+    }
+}
+
+/// An evaluation protocol: resize the shorter side (Pillow's filter), center-crop, normalize.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EvalTransform {
+    /// The shorter side after the resize (the longer one is truncated, as torchvision's `Resize`).
     pub resize: usize,
     pub crop: usize,
+    #[serde(default)]
+    pub interpolation: Interpolation,
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    #[serde(default)]
+    pub channel_order: ChannelOrder,
+    #[serde(default)]
+    pub value_range: ValueRange,
 }
 
 impl Default for EvalTransform {
-    /// The SN release's protocol: short side 256, center crop 224, ImageNet mean/std.
+    /// The SN release's protocol (torchvision's ImageNet evaluation): short side 256 (bilinear),
+    /// center crop 224, RGB in 0–1, ImageNet mean/std.
     fn default() -> Self {
-        Self { resize: 256, crop: 224, mean: IMAGENET_MEAN, std: IMAGENET_STD }
+        Self {
+            resize: 256,
+            crop: 224,
+            interpolation: Interpolation::Bilinear,
+            mean: IMAGENET_MEAN,
+            std: IMAGENET_STD,
+            channel_order: ChannelOrder::Rgb,
+            value_range: ValueRange::Unit,
+        }
     }
 }
 
@@ -115,13 +204,29 @@ impl EvalTransform {
         if (w as u64) * (h as u64) > MAX_PIXELS {
             return Err(PreprocessError::TooLarge(w, h));
         }
-        Ok(center_crop(&resize_bilinear(img, w, h), self.crop))
+        Ok(center_crop(&resize(img, w, h, self.interpolation.filter()), self.crop))
+    }
+
+    /// The input tensor of an 8-bit crop.
+    pub fn normalize(&self, crop: &RgbImage) -> Vec<f32> {
+        normalize(crop, self.mean, self.std, self.channel_order, self.value_range)
     }
 
     /// The normalized CHW tensor (3 × crop × crop) of an encoded image file's bytes.
     pub fn apply(&self, bytes: &[u8]) -> Result<Vec<f32>, PreprocessError> {
         let img = decode_rgb(bytes)?;
-        Ok(to_normalized_chw(&self.crop_rgb(&img)?, self.mean, self.std))
+        Ok(self.normalize(&self.crop_rgb(&img)?))
+    }
+
+    /// Checks that the protocol can run: positive sizes, finite values, non-zero std.
+    pub fn check(&self) -> Result<(), String> {
+        if self.resize == 0 || self.crop == 0 || self.resize > 1 << 14 || self.crop > 1 << 14 {
+            return Err(format!("resize {} and crop {} must be in 1..=16384", self.resize, self.crop));
+        }
+        if self.mean.iter().chain(&self.std).any(|v| !v.is_finite()) || self.std.contains(&0.0) {
+            return Err(format!("mean {:?} and std {:?} must be finite, std non-zero", self.mean, self.std));
+        }
+        Ok(())
     }
 }
 

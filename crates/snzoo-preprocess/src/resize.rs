@@ -1,9 +1,10 @@
-//! Pillow's bilinear resize (`Image.resize(size, Image.BILINEAR)`), bit for bit.
+//! Pillow's resize (`Image.resize(size, Image.BILINEAR | Image.BICUBIC)`), bit for bit.
 //!
-//! A port of `src/libImaging/Resample.c` for 8-bit images: a triangle filter whose support grows
-//! with the downscale factor (antialiasing), coefficients normalised in f64 and then rounded to
-//! 22-bit fixed point, a horizontal pass over only the rows the vertical pass needs into an 8-bit
-//! image, then the vertical pass.
+//! A port of `src/libImaging/Resample.c` for 8-bit images: the filter (triangle, or the cubic
+//! convolution kernel with a = −0.5) has a support that grows with the downscale factor
+//! (antialiasing); coefficients are normalised in f64 and then rounded to 22-bit fixed point; a
+//! horizontal pass over only the rows the vertical pass needs into an 8-bit image (clipped), then
+//! the vertical pass.
 
 use crate::RgbImage;
 
@@ -17,18 +18,50 @@ struct Coefficients {
     weights: Vec<i32>,
 }
 
-fn bilinear_filter(x: f64) -> f64 {
-    let x = x.abs();
-    if x < 1.0 {
-        1.0 - x
-    } else {
-        0.0
+/// Pillow's resampling filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Filter {
+    /// `Image.BILINEAR`: the triangle filter, support 1.
+    Bilinear,
+    /// `Image.BICUBIC`: cubic convolution with a = −0.5, support 2.
+    Bicubic,
+}
+
+impl Filter {
+    fn support(self) -> f64 {
+        match self {
+            Filter::Bilinear => 1.0,
+            Filter::Bicubic => 2.0,
+        }
+    }
+
+    fn weight(self, x: f64) -> f64 {
+        let x = x.abs();
+        match self {
+            Filter::Bilinear => {
+                if x < 1.0 {
+                    1.0 - x
+                } else {
+                    0.0
+                }
+            }
+            Filter::Bicubic => {
+                const A: f64 = -0.5;
+                if x < 1.0 {
+                    ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+                } else if x < 2.0 {
+                    (((x - 5.0) * x + 8.0) * x - 4.0) * A
+                } else {
+                    0.0
+                }
+            }
+        }
     }
 }
 
 /// `precompute_coeffs` + `normalize_coeffs_8bpc` for the box (0, in_size).
-fn coefficients(in_size: usize, out_size: usize) -> Coefficients {
-    let support_unit = 1.0; // bilinear
+fn coefficients(in_size: usize, out_size: usize, filter: Filter) -> Coefficients {
+    let support_unit = filter.support();
     // Pillow computes the box in float, then the scale in double.
     let scale = (in_size as f32 - 0.0) as f64 / out_size as f64;
     let filterscale = scale.max(1.0);
@@ -46,7 +79,7 @@ fn coefficients(in_size: usize, out_size: usize) -> Coefficients {
         let taps = xmax.saturating_sub(xmin);
         let mut ww = 0.0;
         for (x, kx) in k.iter_mut().enumerate().take(taps) {
-            let w = bilinear_filter((x as f64 + xmin as f64 - center + 0.5) * ss);
+            let w = filter.weight((x as f64 + xmin as f64 - center + 0.5) * ss);
             *kx = w;
             ww += w;
         }
@@ -73,14 +106,19 @@ fn clip8(v: i32) -> u8 {
 
 /// Resizes to `width`×`height` exactly as Pillow's bilinear filter does.
 pub fn resize_bilinear(img: &RgbImage, width: usize, height: usize) -> RgbImage {
+    resize(img, width, height, Filter::Bilinear)
+}
+
+/// Resizes to `width`×`height` exactly as Pillow's `Image.resize` with `filter` does.
+pub fn resize(img: &RgbImage, width: usize, height: usize, filter: Filter) -> RgbImage {
     assert!(width > 0 && height > 0, "resize to an empty image");
     let need_h = width != img.width;
     let need_v = height != img.height;
     if !need_h && !need_v {
         return img.clone();
     }
-    let horiz = coefficients(img.width, width);
-    let vert = coefficients(img.height, height);
+    let horiz = coefficients(img.width, width, filter);
+    let vert = coefficients(img.height, height, filter);
     // Rows of the source that the vertical pass reads.
     let (first_row, last_row) = if need_v {
         let (lo, _) = vert.bounds[0];
@@ -175,5 +213,21 @@ mod tests {
         let pillow = [0, 0, 2, 3, 4, 6, 6, 1, 1, 3, 4, 5, 7, 7, 5, 5, 7, 8, 9, 11, 11,
                       8, 8, 10, 11, 12, 14, 14, 9, 9, 11, 12, 13, 15, 15];
         assert_eq!(red, pillow);
+    }
+
+    #[rustfmt::skip]
+    const PILLOW_BICUBIC_7X5: [u8; 35] = [0, 0, 0, 2, 4, 5, 5, 1, 1, 2, 4, 6, 7, 7, 5, 5, 6, 8, 10, 11, 11,
+                                          8, 8, 9, 11, 13, 14, 14, 10, 10, 11, 13, 15, 16, 16];
+    const PILLOW_BICUBIC_2X1: [u8; 6] = [107, 107, 107, 148, 148, 148];
+
+    #[test]
+    fn bicubic_small_cases_equal_pillow_9_4() {
+        // Image.frombytes('RGB', (3, 2), bytes(range(18))).resize((7, 5), Image.BICUBIC), red,
+        // and the same image reduced to (2, 1): the cubic kernel overshoots and is clipped.
+        let img = RgbImage { width: 3, height: 2, data: (0..18).collect() };
+        let red: Vec<u8> = resize(&img, 7, 5, Filter::Bicubic).data.iter().step_by(3).copied().collect();
+        assert_eq!(red, PILLOW_BICUBIC_7X5);
+        let img = RgbImage { width: 4, height: 1, data: vec![0, 0, 0, 255, 255, 255, 0, 0, 0, 255, 255, 255] };
+        assert_eq!(resize(&img, 2, 1, Filter::Bicubic).data, PILLOW_BICUBIC_2X1.to_vec());
     }
 }

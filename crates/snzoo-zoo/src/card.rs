@@ -13,6 +13,9 @@ include!(concat!(env!("OUT_DIR"), "/cards.rs"));
 pub struct ModelCard {
     pub name: String,
     pub title: String,
+    /// The position in `snzoo list`: the release's table order. Cards without one come last.
+    #[serde(default)]
+    pub table_order: Option<u32>,
     /// The snzoo architecture a conversion must produce (e.g. `resnet50v1-sn`).
     pub arch: String,
     /// Whether snzoo can read this model's weights.
@@ -45,9 +48,12 @@ pub struct ModelCard {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Normalization {
-    /// `switchable` or `batch`.
+    /// `switchable`, `batch` or `group`.
     pub kind: String,
     pub using_bn: bool,
+    /// GroupNorm's number of groups.
+    #[serde(default)]
+    pub groups: Option<usize>,
     #[serde(default)]
     pub using_moving_average: Option<bool>,
     #[serde(default)]
@@ -89,9 +95,30 @@ pub struct Claimed {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EvalProtocol {
+    /// The shorter side after the resize.
     pub resize: usize,
+    /// The center crop.
     pub crop: usize,
+    /// The resize filter: `bilinear` or `bicubic` (Pillow's).
     pub interpolation: String,
+    /// Per-channel mean and standard deviation, in the value range (default: ImageNet's).
+    #[serde(default)]
+    pub mean: Option<[f32; 3]>,
+    #[serde(default)]
+    pub std: Option<[f32; 3]>,
+    /// `rgb` (default) or `bgr`.
+    #[serde(default)]
+    pub channel_order: Option<String>,
+    /// `unit` (0–1, default) or `byte` (0–255).
+    #[serde(default)]
+    pub value_range: Option<String>,
+    /// The crop fraction as the model's authors state it (timm's `crop_pct`), for results
+    /// tables; `crop / resize` when absent.
+    #[serde(default)]
+    pub crop_pct: Option<f64>,
+    /// Where the protocol comes from (the original evaluation code).
+    #[serde(default)]
+    pub source: Option<String>,
 }
 
 /// Where a model's weights can be fetched.
@@ -128,7 +155,7 @@ impl Source {
     }
 }
 
-/// Every card, sorted by name: the bundled ones, plus those in `$SNZOO_CARDS_DIR` (a private zoo
+/// Every card, in the release table's order (then by name): the bundled ones, plus those in `$SNZOO_CARDS_DIR` (a private zoo
 /// or mirror: same format; a card there replaces a bundled card of the same name). A card file
 /// there that does not parse is reported on stderr and skipped.
 pub fn cards() -> &'static [ModelCard] {
@@ -162,7 +189,7 @@ pub fn cards() -> &'static [ModelCard] {
                 }
             }
         }
-        cards.sort_by(|a, b| a.name.cmp(&b.name));
+        cards.sort_by(|a, b| (a.table_order.unwrap_or(u32::MAX), &a.name).cmp(&(b.table_order.unwrap_or(u32::MAX), &b.name)));
         cards
     })
 }
@@ -182,7 +209,7 @@ mod tests {
             let c: ModelCard = toml::from_str(text).unwrap();
             assert_eq!(format!("{}.toml", c.name), *file);
             assert!(c.loadable == c.not_loadable_reason.is_none(), "{file}");
-            assert_eq!((c.eval.resize, c.eval.crop), (256, 224));
+            assert_eq!(c.eval.crop, 224);
             c.check_names().unwrap();
         }
     }
@@ -210,7 +237,7 @@ mod tests {
         }
         let lr = |n: &str| card(n).unwrap().training.as_ref().unwrap().initial_lr;
         assert_eq!((lr("resnet50v1-sn-8x32-step"), lr("resnet50v1-sn-8x4-step"), lr("resnet50v1-sn-8x1-step")), (0.1, 0.0125, 0.003125));
-        assert_eq!(cards().len(), 11);
+        assert_eq!(cards().len(), 12);
         assert!(card("torchvision-resnet50").unwrap().loadable);
         for n in ["tf-slim-resnet_v1_50", "msra-caffe-resnet50", "fb-resnet-torch-resnet50"] {
             assert!(!card(n).unwrap().loadable);

@@ -49,8 +49,33 @@ impl CheckpointFormat for TorchSave {
     }
 }
 
+/// safetensors files with PyTorch key names (the Hugging Face Hub's, e.g. timm's weights).
+pub struct Safetensors;
+
+impl CheckpointFormat for Safetensors {
+    fn name(&self) -> &'static str {
+        "safetensors"
+    }
+    fn sniff(&self, head: &[u8]) -> bool {
+        head.len() > 8 && head[8] == b'{'
+    }
+    fn read(&self, path: &Path) -> Result<StateDict> {
+        let bytes = snzoo_fs::read_regular(path, u64::MAX)?;
+        let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|source| Error::Safetensors { path: path.to_path_buf(), source })?;
+        let mut tensors = Vec::with_capacity(st.len());
+        for (name, view) in st.iter() {
+            let dtype = DType::from_safetensors(view.dtype())
+                .ok_or_else(|| Error::Other(format!("{}: tensor `{name}` has the unsupported dtype {:?}", path.display(), view.dtype())))?;
+            tensors.push((name.to_string(), Tensor { dtype, shape: view.shape().to_vec(), data: view.data().to_vec() }));
+        }
+        // The file's own order is its header's (alphabetical after the dtype): keep the names sorted.
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(StateDict { format: "safetensors".into(), tensors, info: CheckpointInfo::default() })
+    }
+}
+
 /// The formats snzoo reads, tried in order.
-pub const FORMATS: &[&dyn CheckpointFormat] = &[&TorchSave];
+pub const FORMATS: &[&dyn CheckpointFormat] = &[&TorchSave, &Safetensors];
 
 /// Reads a checkpoint in whichever of [`FORMATS`] it is.
 pub fn read_checkpoint(path: &Path) -> Result<StateDict> {
@@ -83,12 +108,18 @@ pub struct Converted {
 /// tensors, casts floats to `dtype` (if given) and prepares the metadata (architecture, source
 /// sha256 and format, training-dict fields).
 pub fn convert_checkpoint(path: &Path, dtype: Option<DType>) -> Result<Converted> {
+    convert_checkpoint_with(path, dtype, None)
+}
+
+/// [`convert_checkpoint`], with GroupNorm's group count given (it is not in the weights; 32
+/// otherwise).
+pub fn convert_checkpoint_with(path: &Path, dtype: Option<DType>, groups: Option<usize>) -> Result<Converted> {
     let sha256 = snzoo_fs::sha256_file(path)?;
     let StateDict { format, tensors, info } = read_checkpoint(path)?;
     // BatchNorm's num_batches_tracked counters are training state: not part of the model.
     let tensors: Vec<(String, Tensor)> = tensors.into_iter().filter(|(k, _)| !snzoo_model::is_training_only(k)).collect();
     let shapes: BTreeMap<String, Vec<usize>> = tensors.iter().map(|(k, t)| (k.clone(), t.shape.clone())).collect();
-    let config = ResNetConfig::infer(&shapes).map_err(|source| Error::NotAModel { path: path.to_path_buf(), source })?;
+    let config = ResNetConfig::infer_with(&shapes, groups).map_err(|source| Error::NotAModel { path: path.to_path_buf(), source })?;
     snzoo_convert::check_model_tensors(&tensors).map_err(|source| Error::BadTensor { path: path.to_path_buf(), source })?;
     // A negative running variance makes the normalization compute NaN.
     for (name, t) in tensors.iter().filter(|(k, _)| k.ends_with(".running_var")) {
@@ -131,11 +162,28 @@ pub fn write_converted(c: &Converted, output: &Path, inputs: &[&Path]) -> Result
     snzoo_convert::write_safetensors(&target, &c.tensors, &c.metadata).map_err(|source| Error::Write { path: output.to_path_buf(), source })
 }
 
-/// `snzoo convert`: `input` (any format of [`FORMATS`]) to `output` in `dtype`.
-pub fn convert_file(input: &Path, output: &Path, dtype: DType) -> Result<Converted> {
+/// What `snzoo convert` does besides reading and writing.
+#[derive(Debug, Clone, Default)]
+pub struct ConvertOptions {
+    /// The floating-point type of the written tensors (default: as stored).
+    pub dtype: Option<DType>,
+    /// GroupNorm's group count (not in the weights; 32 otherwise).
+    pub groups: Option<usize>,
+    /// An evaluation protocol to record (`classify` and `eval` then use it for this file).
+    pub protocol: Option<snzoo_preprocess::EvalTransform>,
+}
+
+/// `snzoo convert`: `input` (any format of [`FORMATS`]) to `output`.
+pub fn convert_file(input: &Path, output: &Path, options: &ConvertOptions) -> Result<Converted> {
     // Checked before the work, so that a conversion never ends in a refused output.
     snzoo_fs::check_output(output, &[input])?;
-    let c = convert_checkpoint(input, Some(dtype))?;
+    let mut c = convert_checkpoint_with(input, options.dtype, options.groups)?;
+    if options.groups.is_some() && !matches!(c.config.norm, snzoo_model::NormSpec::Group { .. }) {
+        return Err(Error::invalid(format!("--groups: {} is not a GroupNorm network", input.display())));
+    }
+    if let Some(t) = &options.protocol {
+        crate::protocol::to_metadata(t, &mut c.metadata);
+    }
     write_converted(&c, output, &[input])?;
     Ok(c)
 }

@@ -48,15 +48,19 @@ pub enum EvalEvent<'a> {
     Progress { tally: &'a Tally, selected: usize, resumed: usize },
 }
 
-/// The preprocessing a report records.
+/// The preprocessing a report records: the model's evaluation protocol.
 pub fn preprocess_info(model: &Model) -> PreprocessInfo {
     let t = model.transform();
+    let name = |v: serde_json::Value| v.as_str().map(String::from).unwrap_or_default();
     PreprocessInfo {
         resize: t.resize,
         crop: t.crop,
-        interpolation: "bilinear".into(),
+        interpolation: t.interpolation.as_str().into(),
         mean: t.mean,
         std: t.std,
+        channel_order: name(serde_json::to_value(t.channel_order).expect("serialisable")),
+        value_range: name(serde_json::to_value(t.value_range).expect("serialisable")),
+        crop_pct: model.card().and_then(|c| c.eval.crop_pct),
         decoder: "libjpeg-turbo (PIL settings); image crate for other formats".into(),
     }
 }

@@ -152,7 +152,10 @@ pub fn finetune(
 ) -> Result<Finetuned> {
     options.check()?;
     let device = Device::Cpu;
-    let (mut config, tensors) = crate::weights::Weights::tensors(weights, &device)?;
+    let (mut config, tensors, metadata) = crate::weights::Weights::tensors(weights, &device)?;
+    // The model's evaluation protocol (for --no-augment and --val); augmentation normalizes
+    // with its mean and std.
+    let eval_t = crate::protocol::resolve(card, &metadata)?;
     if !config.norm.trainable() {
         return Err(Error::Other(format!("{}: fine-tuning is implemented for SN networks only", weights.display())));
     }
@@ -163,7 +166,7 @@ pub fn finetune(
     if let Some(s) = dataset.samples.iter().find(|s| s.label >= config.num_classes) {
         return Err(Error::Other(format!("{}: label {} is out of range for {} classes (use --num-classes)", s.rel, s.label, config.num_classes)));
     }
-    let crop = 224;
+    let crop = eval_t.crop;
     crate::limits::check_memory(
         &format!("fine-tuning with --batch-size {}", options.batch_size),
         // Training keeps every activation for the backward pass: about 20× the inference working set.
@@ -173,7 +176,7 @@ pub fn finetune(
     let rule = if options.moving_average { RunningStats::MovingAverage { momentum: 0.9 } } else { RunningStats::Accumulate };
     let mut sgd = Sgd::new(options.lr, options.momentum, options.weight_decay);
     let mut rng = Rng(options.seed ^ 0x5EED_5EED);
-    let (eval_t, train_t) = (EvalTransform::default(), TrainTransform::default());
+    let train_t = TrainTransform { size: eval_t.crop, mean: eval_t.mean, std: eval_t.std, ..TrainTransform::default() };
     let n = dataset.samples.len();
     let steps = n.div_ceil(options.batch_size);
     let mut history = Vec::new();
@@ -198,7 +201,7 @@ pub fn finetune(
                         Ok(train_t.apply(&img, &mut || r.uniform()))
                     } else {
                         let cropped = eval_t.crop_rgb(&img).map_err(|source| Error::Image { path: file.clone(), source })?;
-                        Ok(snzoo_preprocess::to_normalized_chw(&cropped, eval_t.mean, eval_t.std))
+                        Ok(eval_t.normalize(&cropped))
                     }
                 })
                 .collect();
@@ -243,7 +246,7 @@ pub fn finetune(
         }
         let mut line = serde_json::json!({"epoch": epoch + 1, "loss": loss_sum / seen as f64, "train_top1": 100.0 * correct as f64 / seen as f64});
         if let Some(val) = &options.val {
-            let (t1, t5) = validate(&trainable, val, options.threads)?;
+            let (t1, t5) = validate(&trainable, val, options.threads, &eval_t)?;
             line["val_top1"] = t1.into();
             line["val_top5"] = t5.into();
         }
@@ -268,13 +271,13 @@ pub fn finetune(
 }
 
 /// Top-1/top-5 of the current weights on a validation set (the `eval` pipeline).
-fn validate(t: &Trainable, dir: &Path, threads: usize) -> Result<(f64, f64)> {
+fn validate(t: &Trainable, dir: &Path, threads: usize, transform: &EvalTransform) -> Result<(f64, f64)> {
     let ds = Dataset::discover(dir, None)?;
     let selection: Vec<usize> = (0..ds.samples.len()).collect();
     let mut tally = snzoo_eval::Tally::default();
-    let opts = snzoo_eval::RunOptions { batch_size: 32, threads, transform: EvalTransform::default() };
+    let opts = snzoo_eval::RunOptions { batch_size: 32, threads, transform: transform.clone() };
     let times = snzoo_eval::runner::StageTimes::default();
-    snzoo_eval::runner::run(&ds, &selection, &Default::default(), &mut crate::model::NetworkClassifier { net: &t.model, crop: 224, device: Device::Cpu }, &opts, &times, |batch: &[snzoo_eval::ImageResult]| -> std::result::Result<(), String> {
+    snzoo_eval::runner::run(&ds, &selection, &Default::default(), &mut crate::model::NetworkClassifier { net: &t.model, crop: transform.crop, device: Device::Cpu }, &opts, &times, |batch: &[snzoo_eval::ImageResult]| -> std::result::Result<(), String> {
         for r in batch {
             tally.add(r, &ds.samples[r.i].rel, None);
         }

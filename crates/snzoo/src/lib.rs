@@ -30,6 +30,7 @@ pub mod evaluate;
 pub mod finetune;
 pub mod limits;
 pub mod model;
+pub mod protocol;
 pub mod weights;
 pub mod zoo;
 

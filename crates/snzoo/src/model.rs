@@ -185,7 +185,7 @@ impl Model {
             precision: options.precision,
             card,
             weights: path.to_path_buf(),
-            transform: EvalTransform::default(),
+            transform: crate::protocol::resolve(card, &weights.metadata)?,
         })
     }
 
@@ -210,9 +210,17 @@ impl Model {
     pub fn num_classes(&self) -> usize {
         self.config.num_classes
     }
-    /// The evaluation preprocessing that feeds this model.
+    /// The evaluation protocol that feeds this model: its card's, else the one its file
+    /// records, else the SN release's.
     pub fn transform(&self) -> &EvalTransform {
         &self.transform
+    }
+
+    /// Replaces the evaluation protocol.
+    pub fn with_transform(mut self, t: EvalTransform) -> Result<Self> {
+        t.check().map_err(Error::Invalid)?;
+        self.transform = t;
+        Ok(self)
     }
 
     /// The normalized CHW input (3 × crop × crop) of an image file.

@@ -54,7 +54,11 @@ pub fn is_safetensors(path: &Path) -> Result<bool> {
 /// The architecture of a safetensors file's tensors. It is inferred from the tensors (which
 /// bounds the work by the file's own size); recorded metadata must agree with it.
 pub fn architecture(path: &Path, info: &SafetensorsInfo) -> Result<ResNetConfig> {
-    let inferred = ResNetConfig::infer(&info.shapes).map_err(|source| Error::NotAModel { path: path.to_path_buf(), source })?;
+    let groups = match info.metadata.get("groups") {
+        Some(g) => Some(g.parse::<usize>().map_err(|_| Error::BadMetadata { path: path.to_path_buf(), message: format!("`groups` is `{g}`") })?),
+        None => None,
+    };
+    let inferred = ResNetConfig::infer_with(&info.shapes, groups).map_err(|source| Error::NotAModel { path: path.to_path_buf(), source })?;
     if info.metadata.contains_key("arch") {
         let declared = ResNetConfig::from_metadata(&info.metadata)
             .map_err(|e| Error::BadMetadata { path: path.to_path_buf(), message: format!("bad snzoo metadata: {e}") })?;
@@ -130,15 +134,16 @@ impl Weights {
         self.vb.clone()
     }
 
-    /// Every tensor, by state-dict name, in f32 on `device` (for training).
-    pub fn tensors(path: &Path, device: &Device) -> Result<(ResNetConfig, HashMap<String, candle_core::Tensor>)> {
+    /// Every tensor, by state-dict name, in f32 on `device` (for training), with the
+    /// architecture and the file's metadata.
+    pub fn tensors(path: &Path, device: &Device) -> Result<(ResNetConfig, HashMap<String, candle_core::Tensor>, HashMap<String, String>)> {
         if is_safetensors(path)? {
             let info = read_safetensors_info(path)?;
             let config = architecture(path, &info)?;
             check_values(path)?;
             let tensors = candle_core::safetensors::load(path, device)?;
             let tensors = tensors.into_iter().map(|(k, t)| Ok((k, t.to_dtype(DType::F32)?))).collect::<candle_core::Result<_>>()?;
-            return Ok((config, tensors));
+            return Ok((config, tensors, info.metadata));
         }
         let converted = crate::convert::convert_checkpoint(path, Some(snzoo_convert::DType::F32))?;
         let mut tensors = HashMap::new();
@@ -146,6 +151,6 @@ impl Weights {
             let v: Vec<f32> = t.to_f64_vec().into_iter().map(|x| x as f32).collect();
             tensors.insert(k, candle_core::Tensor::from_vec(v, t.shape.clone(), device)?);
         }
-        Ok((converted.config, tensors))
+        Ok((converted.config, tensors, converted.metadata))
     }
 }

@@ -62,6 +62,12 @@ pub fn ensure_converted(card: &ModelCard, fetch: Fetch<'_>) -> Result<PathBuf> {
         .is_some_and(|h| h.metadata.get("source_sha256") == Some(&verified.sha256));
     if !up_to_date {
         let result = convert_checkpoint(&verified.path, None).and_then(|c| {
+            let mut c = c;
+            if let (snzoo_model::NormSpec::Group { .. }, Some(groups)) = (c.config.norm, card.normalization.groups) {
+                // The group count is not in the weights: the card says it.
+                c.config.norm = snzoo_model::NormSpec::Group { groups };
+                c.metadata.extend(c.config.to_metadata());
+            }
             if c.config.arch_name() != card.arch || c.config.using_bn() != card.normalization.using_bn {
                 return Err(Error::Other(format!(
                     "{} converted to {} (using_bn={}), but the card {} says {} (using_bn={}); not using it",
@@ -86,6 +92,7 @@ pub fn ensure_converted(card: &ModelCard, fetch: Fetch<'_>) -> Result<PathBuf> {
             }
         };
         c.metadata.insert("model_card".into(), card.name.clone());
+        crate::protocol::to_metadata(&crate::protocol::from_card(card)?, &mut c.metadata);
         write_converted(&c, &converted, &[&verified.path])?;
         log(&format!("converted to {} ({}, using_bn={})", converted.display(), c.config.arch_name(), c.config.using_bn()));
     }

@@ -80,7 +80,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         bail!("--dtype f16 runs on CUDA only (--device cuda): neither candle 0.11's CPU matmul nor snzoo has f16 CPU kernels");
     }
     let dtype = if cpu_bf16 { DType::F32 } else { dtype };
-    let (config, tensors) = snzoo::weights::Weights::tensors(&path, &device)?;
+    let (config, tensors, _) = snzoo::weights::Weights::tensors(&path, &device)?;
     // The input batch and its logits, and a forward pass per thread (one image per thread; a
     // single thread runs the whole batch at once).
     let working = if threads > 1 { threads.min(args.batch_size) } else { args.batch_size } as u64;

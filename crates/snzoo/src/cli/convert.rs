@@ -18,6 +18,14 @@ pub struct ConvertArgs {
     /// Floating-point type of the written tensors.
     #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "bf16"])]
     pub dtype: String,
+    /// GroupNorm checkpoints: the number of groups (not stored in the weights; default 32,
+    /// timm's and PyTorch's GN ResNets).
+    #[arg(long, value_parser = super::classify::positive)]
+    pub groups: Option<usize>,
+    /// Record the evaluation protocol of the zoo model NAME (see `snzoo info NAME`) in the
+    /// output: `classify` and `eval` then preprocess for this file as that model's evaluation does.
+    #[arg(long, value_name = "NAME")]
+    pub protocol: Option<String>,
     /// Print the result as a JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -25,7 +33,15 @@ pub struct ConvertArgs {
 
 pub fn run(args: &ConvertArgs) -> Result<()> {
     let dtype: DType = args.dtype.parse().map_err(anyhow::Error::msg)?;
-    let c = snzoo::convert::convert_file(&args.input, &args.output, dtype)?;
+    let protocol = match &args.protocol {
+        Some(name) => {
+            let card = snzoo::snzoo_zoo::card(name).ok_or_else(|| anyhow::anyhow!("--protocol {name}: no model of that name (see `snzoo list`)"))?;
+            Some(snzoo::protocol::from_card(card)?)
+        }
+        None => None,
+    };
+    let options = snzoo::convert::ConvertOptions { dtype: Some(dtype), groups: args.groups, protocol };
+    let c = snzoo::convert::convert_file(&args.input, &args.output, &options)?;
     if args.json {
         let out = serde_json::json!({
             "input": display_path(&args.input),

@@ -137,9 +137,16 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     } else {
         (0..config.num_classes).map(|i| (i.to_string(), serde_json::Value::from(format!("LABEL_{i}")))).collect()
     };
+    let t = model.transform();
+    let mut normalization = serde_json::to_value(config.norm)?;
+    normalization["eps"] = snzoo::snzoo_model::norm::NORM_EPS.into();
+    if let Some(c) = card {
+        normalization["using_moving_average"] = serde_json::to_value(c.normalization.using_moving_average)?;
+        normalization["last_gamma"] = serde_json::to_value(c.normalization.last_gamma)?;
+    }
     let cfg = serde_json::json!({
-        "architectures": ["ResNet"],
-        "model_type": "resnet-sn",
+        "architectures": [if config.norm.trainable() { "ResNetSn" } else { "ResNet" }],
+        "model_type": format!("resnet-{}", config.norm.short_name()),
         "library_name": "snzoo",
         "snzoo_arch": config.arch_name(),
         "version": config.version,
@@ -147,16 +154,14 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         "layers": config.layers,
         "width": config.width,
         "num_labels": config.num_classes,
-        "normalization": {
-            "type": "switchable",
-            "using_bn": config.using_bn(),
-            "eps": snzoo::snzoo_model::SN_EPS,
-            "using_moving_average": card.and_then(|c| c.normalization.using_moving_average),
-            "last_gamma": card.and_then(|c| c.normalization.last_gamma),
+        "num_parameters": config.param_count()?,
+        "normalization": normalization,
+        "image_size": t.crop,
+        "preprocessing": {
+            "resize_shorter_side": t.resize, "center_crop": t.crop, "interpolation": t.interpolation.as_str(),
+            "mean": t.mean, "std": t.std, "channel_order": t.channel_order, "value_range": t.value_range,
+            "crop_pct": snzoo::protocol::crop_pct(card, t),
         },
-        "image_size": 224,
-        "preprocessing": {"resize_shorter_side": 256, "center_crop": 224, "interpolation": "bilinear",
-                          "mean": snzoo::snzoo_preprocess::IMAGENET_MEAN, "std": snzoo::snzoo_preprocess::IMAGENET_STD},
         "model_card": card.map(|c| c.name.clone()),
         "id2label": id2label,
     });
