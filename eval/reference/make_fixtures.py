@@ -205,6 +205,58 @@ def make_hostile():
         pass
 
 
+def make_gn():
+    """A tiny GroupNorm ResNet (torchvision's ResNet class with timm's GroupNorm layer: stem width
+    4, one bottleneck per stage, 2 groups, 10 classes; timm's own ResNet class fixes the stem at
+    64 channels), saved as a state dict, with its logits on the fixtures' input. Needs timm (a venv
+    with --system-site-packages and `pip install timm`). The full-size check against timm's
+    resnet50_gn itself is eval/reference/gn_parity.py."""
+    import functools
+    import timm
+    from timm.layers import GroupNorm
+    out = os.path.join(ROOT, 'models')
+    x = torch.from_numpy(np.load(os.path.join(out, 'input.npy')))
+    model = build_torchvision_bn((1, 1, 1, 1), width=4, num_classes=10, norm_layer=functools.partial(GroupNorm, num_groups=2))
+    randomize_bn(model, seed=300).eval()
+    with torch.no_grad():
+        logits = model(x)
+    sd = model.state_dict()
+    name = 'timm_r14_gn_w4_g2'
+    torch.save(sd, os.path.join(out, name + '.pth'))
+    save_npy(os.path.join(out, name + '.logits.npy'), logits.numpy())
+    path = os.path.join(out, 'manifest.json')
+    manifest = [m for m in json.load(open(path)) if m['name'] != name]
+    manifest.append({'name': name, 'version': 'v1', 'depth': 14, 'width': 4, 'using_bn': False, 'format': 'zip',
+                     'wrapped': False, 'module_prefix': False, 'num_classes': 10, 'keys': len(sd), 'groups': 2,
+                     'arch': 'resnet14v1-gn-l1.1.1.1-w4-g2', 'timm': timm.__version__})
+    with open(path, 'w') as f:
+        json.dump(manifest, f, indent=1)
+
+
+def make_bicubic():
+    """timm's evaluation transform of the GroupNorm card (Resize(238, bicubic), CenterCrop(224),
+    ToTensor, Normalize) on the fixture photos: the sha256 of each 8-bit crop and of each float32
+    tensor (little-endian bytes), for a bit-exact check without committing the crops. Needs timm."""
+    import hashlib
+    import timm
+    from timm.data import create_transform, resolve_data_config
+    transform = create_transform(**resolve_data_config({}, model=timm.create_model('resnet50_gn.a1h_in1k', pretrained=False)))
+    crop_only = T.Compose(transform.transforms[:2])
+    rows = []
+    for name in sorted(os.listdir(os.path.join(ROOT, 'images'))):
+        path = os.path.join(ROOT, 'images', name)
+        if not name.lower().endswith(('.jpg', '.jpeg', '.png')):
+            continue
+        img = pil_loader(path)
+        crop = np.asarray(crop_only(img), dtype=np.uint8)
+        x = transform(img).numpy().astype('<f4')
+        rows.append({'image': name, 'crop_sha256': hashlib.sha256(crop.tobytes()).hexdigest(),
+                     'tensor_sha256': hashlib.sha256(x.tobytes()).hexdigest()})
+    out = {'transform': str(transform).replace('\n', ' '), 'timm': timm.__version__, 'pillow': Image.__version__, 'images': rows}
+    with open(os.path.join(ROOT, 'images', 'timm_gn_protocol.json'), 'w') as f:
+        json.dump(out, f, indent=1)
+
+
 def make_zip_names():
     """torch.save archives whose entry prefix (the file's stem) is 1..200 characters long, in one
     tar.gz: every file torch.save writes must load (a 21-character prefix once did not)."""
@@ -309,16 +361,24 @@ def make_evalset():
 if __name__ == '__main__':
     ap = argparse.ArgumentParser()
     ap.add_argument('--photos', required=True)
-    ap.add_argument('--only', choices=['zip_names'], help='make only this fixture')
+    ap.add_argument('--only', choices=['zip_names', 'gn', 'bicubic'], help='make only this fixture')
     a = ap.parse_args()
     torch.manual_seed(0)
     if a.only == 'zip_names':
         make_zip_names()
         sys.exit(0)
+    if a.only == 'gn':
+        make_gn()
+        sys.exit(0)
+    if a.only == 'bicubic':
+        make_bicubic()
+        sys.exit(0)
     make_models()
     make_storage_cases()
     make_hostile()
     make_zip_names()
+    make_gn()
+    make_bicubic()
     make_photos(a.photos)
     make_classify(a.photos)
     make_evalset()

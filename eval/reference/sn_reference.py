@@ -237,18 +237,20 @@ def randomize(model, seed):
     return model
 
 
-def build_torchvision_bn(depth_layers=(3, 4, 6, 3), width=64, num_classes=1000):
+def build_torchvision_bn(depth_layers=(3, 4, 6, 3), width=64, num_classes=1000, norm_layer=None):
     """torchvision's own ResNet (Bottleneck blocks, BatchNorm, its key names and forward), with a
-    configurable stem width so that tests can use tiny networks; width 64 is torchvision's resnet50."""
+    configurable stem width so that tests can use tiny networks; width 64 is torchvision's resnet50.
+    `norm_layer(channels)` replaces BatchNorm (e.g. timm's GroupNorm)."""
+    norm = norm_layer or nn.BatchNorm2d
     import torchvision.models.resnet as tvr
 
     class TorchvisionResNet(tvr.ResNet):
         def __init__(self):
             nn.Module.__init__(self)
-            self._norm_layer = nn.BatchNorm2d
+            self._norm_layer = norm
             self.inplanes, self.dilation, self.groups, self.base_width = width, 1, 1, 64
             self.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
-            self.bn1 = nn.BatchNorm2d(width)
+            self.bn1 = norm(width)
             self.relu = nn.ReLU(inplace=True)
             self.maxpool = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
             self.layer1 = self._make_layer(tvr.Bottleneck, width, depth_layers[0])

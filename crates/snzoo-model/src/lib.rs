@@ -25,3 +25,14 @@ pub use config::{is_training_only, ArchError, BlockKind, ResNetConfig, Version, 
 pub use norm::{is_buffer, BatchNorm2d, BatchStats, GroupNorm2d, Norm2d, NormSpec, SwitchNorm2d, SN_EPS};
 pub use resnet::ResNet;
 pub use snzoo_kernels;
+
+/// A candle error as one line of text: without the backtrace candle attaches when
+/// `RUST_BACKTRACE` is set, contexts joined with `: `.
+pub fn error_message(e: &candle_core::Error) -> String {
+    match e {
+        candle_core::Error::WithBacktrace { inner, .. } => error_message(inner),
+        candle_core::Error::Context { inner, context } => format!("{context}: {}", error_message(inner)),
+        candle_core::Error::WithPath { inner, path } => format!("{}: {}", path.display(), error_message(inner)),
+        e => e.to_string(),
+    }
+}

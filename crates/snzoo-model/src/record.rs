@@ -46,7 +46,7 @@ pub(crate) fn shapes_of(config: &ResNetConfig) -> std::result::Result<Vec<(Strin
         }
     }
     let vb = VarBuilder::from_backend(Box::new(Shared(recorder.clone())), DType::F32, Device::Cpu);
-    ResNet::new(config, vb).map_err(|e| ArchError::Build(e.to_string()))?;
+    ResNet::new(config, vb).map_err(|e| ArchError::Build(crate::error_message(&e)))?;
     let seen = std::mem::take(&mut *recorder.seen.lock().expect("recorder lock"));
     Ok(seen)
 }

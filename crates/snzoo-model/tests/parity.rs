@@ -25,7 +25,9 @@ fn fixture_model(name: &str) -> (ResNetConfig, ResNet) {
     let mut ck = read_torch_checkpoint(&fixture(&format!("models/{name}.pth"))).unwrap();
     ck.tensors.retain(|(k, _)| !snzoo_model::is_training_only(k));
     let shapes: BTreeMap<String, Vec<usize>> = ck.tensors.iter().map(|(k, t)| (k.clone(), t.shape.clone())).collect();
-    let config = ResNetConfig::infer(&shapes).unwrap();
+    // GroupNorm's group count is not in the weights: the manifest says it.
+    let groups = manifest().iter().find(|m| m["name"] == name).and_then(|m| m["groups"].as_u64()).map(|g| g as usize);
+    let config = ResNetConfig::infer_with(&shapes, groups).unwrap();
     let bytes = serialize_safetensors(&ck.tensors, &config.to_metadata()).unwrap();
     let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &Device::Cpu).unwrap();
     let model = ResNet::new(&config, vb).unwrap();
@@ -49,7 +51,7 @@ fn tiny_models_match_pytorch_logits() {
         let name = m["name"].as_str().unwrap();
         let (config, model) = fixture_model(name);
         assert_eq!(config.arch_name(), m["arch"].as_str().unwrap());
-        assert_eq!(config.using_bn(), m["using_bn"].as_bool().unwrap());
+        assert_eq!(config.using_bn(), m["using_bn"].as_bool().unwrap(), "{name}");
         assert_eq!(config.num_classes as u64, m["num_classes"].as_u64().unwrap());
         let logits = model.forward(&x).unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap();
         let (_, expected) = read_npy_f32(&fixture(&format!("models/{name}.logits.npy"))).unwrap();

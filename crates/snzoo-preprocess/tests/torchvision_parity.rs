@@ -73,3 +73,24 @@ fn broken_images_are_errors_not_panics() {
     }
     let _ = decode_rgb(&garbage); // corrupt entropy data: an image or an error, never a panic
 }
+
+/// timm's evaluation transform of the GroupNorm card (Resize(238, bicubic), CenterCrop(224),
+/// ToTensor, Normalize), bit for bit: the 8-bit crops and the float tensors of PIL + timm on the
+/// fixture photos, by sha256 (`fixtures/images/timm_gn_protocol.json`).
+#[test]
+fn bicubic_protocol_equals_timm_bit_for_bit() {
+    use snzoo_preprocess::Interpolation;
+    let expected: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture("images/timm_gn_protocol.json")).unwrap()).unwrap();
+    let t = EvalTransform { resize: 238, interpolation: Interpolation::Bicubic, ..EvalTransform::default() };
+    let rows = expected["images"].as_array().unwrap();
+    assert!(rows.len() >= 12);
+    let hex = |b: &[u8]| -> String { Sha256::digest(b).iter().map(|b| format!("{b:02x}")).collect() };
+    for row in rows {
+        let name = row["image"].as_str().unwrap();
+        let img = decode_rgb(&std::fs::read(fixture(&format!("images/{name}"))).unwrap()).unwrap();
+        let crop = t.crop_rgb(&img).unwrap();
+        assert_eq!(hex(&crop.data), row["crop_sha256"].as_str().unwrap(), "{name}: the 8-bit crop differs from timm's");
+        let x: Vec<u8> = t.normalize(&crop).iter().flat_map(|v| v.to_le_bytes()).collect();
+        assert_eq!(hex(&x), row["tensor_sha256"].as_str().unwrap(), "{name}: the tensor differs from timm's");
+    }
+}

@@ -71,7 +71,7 @@ pub enum Error {
     #[error(transparent)]
     Merge(#[from] snzoo_eval::report::MergeError),
     /// A tensor operation failed (candle).
-    #[error("{0}")]
+    #[error("{}", snzoo_model::error_message(.0))]
     Compute(#[from] candle_core::Error),
     /// An option out of its range (too many threads, a batch that cannot fit in memory, a
     /// non-finite learning rate, ...).

@@ -132,7 +132,7 @@ impl snzoo_eval::Classifier for NetworkClassifier<'_> {
         self.net.config().num_classes
     }
     fn logits(&mut self, input: &[f32], batch: usize) -> std::result::Result<Vec<f32>, String> {
-        forward_batch(self.net, input, batch, self.crop, &self.device).map_err(|e| e.to_string())
+        forward_batch(self.net, input, batch, self.crop, &self.device).map_err(|e| snzoo_model::error_message(&e))
     }
 }
 
@@ -172,7 +172,7 @@ impl Model {
     pub fn from_file(path: &Path, card: Option<&'static ModelCard>, options: &ModelOptions) -> Result<Model> {
         let weights = Weights::open(path, &options.device)?;
         let mut net = ResNet::new(&weights.config, weights.var_builder())
-            .map_err(|e| Error::Other(format!("cannot build the model from {}: {e}", snzoo_fs::display_path(path))))?;
+            .map_err(|e| Error::Other(format!("cannot build the model from {}: {}", snzoo_fs::display_path(path), snzoo_model::error_message(&e))))?;
         match (options.precision, options.device.is_cpu()) {
             (Precision::F32, _) => {}
             (Precision::Bf16, true) => net = net.with_bf16_convolutions()?,

@@ -6,7 +6,7 @@ use snzoo_zoo::fetch::{Fetcher, Progress};
 use snzoo_zoo::store::{AcquireOptions, ChecksumSource, ZooError};
 use snzoo_zoo::{card, cards, ModelCard, Store};
 
-use crate::convert::{convert_checkpoint, write_converted};
+use crate::convert::write_converted;
 use crate::{Error, Result};
 
 /// How to get a model's checkpoint, and where to report.
@@ -61,13 +61,8 @@ pub fn ensure_converted(card: &ModelCard, fetch: Fetch<'_>) -> Result<PathBuf> {
         .ok()
         .is_some_and(|h| h.metadata.get("source_sha256") == Some(&verified.sha256));
     if !up_to_date {
-        let result = convert_checkpoint(&verified.path, None).and_then(|c| {
-            let mut c = c;
-            if let (snzoo_model::NormSpec::Group { .. }, Some(groups)) = (c.config.norm, card.normalization.groups) {
-                // The group count is not in the weights: the card says it.
-                c.config.norm = snzoo_model::NormSpec::Group { groups };
-                c.metadata.extend(c.config.to_metadata());
-            }
+        // GroupNorm's group count is not in the weights: the card says it.
+        let result = crate::convert::convert_checkpoint_with(&verified.path, None, card.normalization.groups).and_then(|c| {
             if c.config.arch_name() != card.arch || c.config.using_bn() != card.normalization.using_bn {
                 return Err(Error::Other(format!(
                     "{} converted to {} (using_bn={}), but the card {} says {} (using_bn={}); not using it",

@@ -21,8 +21,13 @@ fn convert_records_the_architecture_and_source() {
     for m in manifest.as_array().unwrap() {
         let name = m["name"].as_str().unwrap();
         let out = dir.path().join(format!("{name}.safetensors"));
-        let json: serde_json::Value =
-            serde_json::from_str(&ok(&["convert", s(&fixture(&format!("models/{name}.pth"))), s(&out), "--json"])).unwrap();
+        let input = fixture(&format!("models/{name}.pth"));
+        let mut args = vec!["convert".to_string(), s(&input).to_string(), s(&out).to_string(), "--json".to_string()];
+        if let Some(g) = m["groups"].as_u64() {
+            args.extend(["--groups".to_string(), g.to_string()]);
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let json: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
         assert_eq!(json["arch"], m["arch"]);
         // BatchNorm's num_batches_tracked counters are dropped.
         let raw = snzoo_convert::read_torch_checkpoint(&fixture(&format!("models/{name}.pth"))).unwrap();
@@ -212,6 +217,29 @@ fn device_flag_is_checked() {
     assert_eq!(cpu, ok(&["classify", "--weights", s(&w), s(&img)]));
 }
 
+/// A protocol recorded at conversion (`--protocol CARD`) feeds `classify` and is recorded by
+/// `eval`: timm's bicubic 238/224 for the GroupNorm card, bit for bit as timm computes it.
+fn a_recorded_protocol_feeds_classify_and_eval() {
+    let dir = tempfile::tempdir().unwrap();
+    let w = dir.path().join("tiny.safetensors");
+    ok(&["convert", s(&fixture("models/tiny-resnet50v1-sn.pth")), s(&w), "--protocol", "timm-resnet50_gn.a1h_in1k"]);
+    let x = dir.path().join("x.npy");
+    ok(&["classify", "-w", s(&w), "--save-input", s(&x), s(&fixture("images/chelsea_420.jpg"))]);
+    let (shape, data) = read_npy_f32(&x).unwrap();
+    assert_eq!(shape, vec![1, 3, 224, 224]);
+    let expected: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture("images/timm_gn_protocol.json")).unwrap()).unwrap();
+    let row = expected["images"].as_array().unwrap().iter().find(|r| r["image"] == "chelsea_420.jpg").unwrap().clone();
+    use sha2::Digest;
+    let bytes: Vec<u8> = data.iter().flat_map(|v| v.to_le_bytes()).collect();
+    let sha: String = sha2::Sha256::digest(&bytes).iter().map(|b| format!("{b:02x}")).collect();
+    assert_eq!(sha, row["tensor_sha256"].as_str().unwrap());
+    let r: serde_json::Value = serde_json::from_str(&ok(&["eval", "-w", s(&w), "--json", "-q"])).unwrap();
+    assert_eq!((r["preprocess"]["resize"].as_u64(), r["preprocess"]["interpolation"].as_str()), (Some(238), Some("bicubic")));
+    // An unknown card name is an error.
+    let out = snzoo(&["convert", s(&fixture("models/tiny-resnet50v1-sn.pth")), s(&dir.path().join("o.safetensors")), "--protocol", "no-such-model"]);
+    assert_eq!(out.status.code(), Some(1));
+}
+
 /// A custom harness (libtest-mimic), so that the tests that need AVX-512 BF16 are reported as
 /// ignored on CPUs without it, decided at run time, instead of passing untested.
 fn main() {
@@ -221,6 +249,10 @@ fn main() {
         eprintln!("this CPU has no AVX-512 BF16: the bf16 classify test is ignored");
     }
     let trials = vec![
+        Trial::test("a_recorded_protocol_feeds_classify_and_eval", || {
+            a_recorded_protocol_feeds_classify_and_eval();
+            Ok(())
+        }),
         Trial::test("convert_records_the_architecture_and_source", || {
             convert_records_the_architecture_and_source();
             Ok(())

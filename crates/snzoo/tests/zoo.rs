@@ -580,3 +580,60 @@ fn an_unwritable_results_record_is_a_warning() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("warning: the result was not recorded"));
     assert!(report.exists());
 }
+
+/// The GroupNorm flow end to end, as for timm's Hub weights: a plain safetensors state dict on a
+/// Hub endpoint, a card with the group count and timm's bicubic protocol; downloaded, converted
+/// to the card's architecture, classified, evaluated with the card's protocol.
+#[test]
+fn a_groupnorm_model_from_the_hub() {
+    let ck = snzoo_convert::read_torch_checkpoint(&fixture("models/timm_r14_gn_w4_g2.pth")).unwrap();
+    let hub_file = snzoo_convert::serialize_safetensors(&ck.tensors, &HashMap::from([("format".to_string(), "pt".to_string())])).unwrap();
+    let served = hub_file.clone();
+    let server = serve(Arc::new(move |req: &Request| {
+        if req.path == "/snzoo-test/tiny-gn/resolve/main/model.safetensors" {
+            let extra = vec![("ETag".into(), format!("\"{}\"", sha256_hex(&served))), ("X-Repo-Commit".into(), "0123456789abcdef0123456789abcdef01234567".into())];
+            return range_response(req, &served, false, extra);
+        }
+        Response { status: 404, headers: vec![], body: vec![], cut_after: None }
+    }));
+    let zoo = Zoo::new("kind = \"hf\"\nrepo = \"snzoo-test/tiny-gn\"\nfile = \"model.safetensors\"", None);
+    let card = std::fs::read_to_string(zoo.dir.path().join("cards/tiny-sn.toml"))
+        .unwrap()
+        .replace("arch = \"resnet50v1-sn-w4\"", "arch = \"resnet14v1-gn-l1.1.1.1-w4-g2\"")
+        .replace("file = \"tiny.pth\"", "file = \"tiny-gn.safetensors\"")
+        .replace("kind = \"switchable\"\nusing_bn = true", "kind = \"group\"\nusing_bn = false\ngroups = 2")
+        .replace("resize = 256", "resize = 238")
+        .replace("interpolation = \"bilinear\"", "interpolation = \"bicubic\"\ncrop_pct = 0.94");
+    std::fs::write(zoo.dir.path().join("cards/tiny-sn.toml"), card).unwrap();
+    let out = zoo.run(&["download", "tiny-sn", "-q"], &[("HF_ENDPOINT", &server.base)]);
+    assert_ok(&out);
+    let meta = converted_metadata(&zoo.model_dir().join("model.safetensors"));
+    assert_eq!((meta["arch"].as_str(), meta["norm"].as_str(), meta["groups"].as_str()), ("resnet14v1-gn-l1.1.1.1-w4-g2", "group", "2"));
+    assert!(meta["eval_protocol"].contains("\"bicubic\""), "{}", meta["eval_protocol"]);
+    let img = fixture("images/chelsea_420.jpg");
+    let c = zoo.run(&["classify", "tiny-sn", img.to_str().unwrap(), "--json"], &[]);
+    assert_ok(&c);
+    // A ten-class list-file dataset (the model has ten classes).
+    let data = zoo.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for photo in ["chelsea_420.jpg", "coffee_444.jpg", "rocket_gray.jpg"] {
+        std::fs::copy(fixture(&format!("images/{photo}")), data.join(photo)).unwrap();
+    }
+    let labels = zoo.dir.path().join("labels.txt");
+    std::fs::write(&labels, "chelsea_420.jpg 3\ncoffee_444.jpg 7\nrocket_gray.jpg 0\n").unwrap();
+    let r = zoo.run(&["eval", "tiny-sn", "--data", data.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--json", "-q", "--results-csv", zoo.dir.path().join("r.csv").to_str().unwrap()], &[]);
+    assert_ok(&r);
+    let report: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!((report["preprocess"]["resize"].as_u64(), report["preprocess"]["interpolation"].as_str()), (Some(238), Some("bicubic")));
+    assert_eq!(report["weights"]["using_bn"], false);
+    let csv = std::fs::read_to_string(zoo.dir.path().join("r.csv")).unwrap();
+    assert!(csv.lines().nth(1).unwrap().ends_with(",224,0.940,bicubic"), "{csv}");
+    // The exported folder describes the GroupNorm network.
+    let hf = zoo.dir.path().join("export");
+    assert_ok(&zoo.run(&["export", "tiny-sn", "--hf", hf.to_str().unwrap()], &[]));
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(hf.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["normalization"]["type"], "group");
+    assert_eq!(cfg["normalization"]["groups"], 2);
+    assert_eq!(cfg["architectures"][0], "ResNet");
+    assert_eq!(cfg["preprocessing"]["interpolation"], "bicubic");
+}
