@@ -12,11 +12,7 @@ fn main() {
     println!("cargo::rerun-if-changed={src}");
     let out = std::path::PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR")).join("switch_norm.ptx");
     let nvcc = std::env::var("NVCC").unwrap_or_else(|_| "nvcc".to_string());
-    let status = std::process::Command::new(&nvcc)
-        .args(["--ptx", "-O3", "-arch=compute_70", "-o"])
-        .arg(&out)
-        .arg(src)
-        .status();
+    let status = std::process::Command::new(&nvcc).args(["--ptx", "-O3", "-arch=compute_70", "-o"]).arg(&out).arg(src).status();
     match status {
         Ok(s) if s.success() => {}
         Ok(s) => panic!("{nvcc} failed to build {src} ({s})"),

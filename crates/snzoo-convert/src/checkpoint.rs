@@ -145,18 +145,13 @@ fn read_legacy<R: Read + Seek>(mut reader: R, len: u64) -> Result<TorchCheckpoin
     };
     if !is_magic {
         if reader.stream_position()? == len || matches!(magic.root, Some(Value::Obj(_))) {
-            return Err(CheckpointError::Unsupported(
-                "a plain pickle, not a torch.save file (no legacy magic number)".into(),
-            ));
+            return Err(CheckpointError::Unsupported("a plain pickle, not a torch.save file (no legacy magic number)".into()));
         }
         return Err(CheckpointError::NotACheckpoint("the legacy magic number is missing".into()));
     }
     let protocol = read_pickle(&mut reader, PersistentIds::Refuse, len)?;
     if protocol.root != Some(Value::Int(LEGACY_PROTOCOL)) {
-        return Err(CheckpointError::Unsupported(format!(
-            "legacy protocol version {:?} (expected {LEGACY_PROTOCOL})",
-            protocol.root
-        )));
+        return Err(CheckpointError::Unsupported(format!("legacy protocol version {:?} (expected {LEGACY_PROTOCOL})", protocol.root)));
     }
     let sys_info = read_pickle(&mut reader, PersistentIds::Refuse, len)?;
     if let Some(root) = &sys_info.root {
@@ -193,9 +188,7 @@ fn read_legacy<R: Read + Seek>(mut reader: R, len: u64) -> Result<TorchCheckpoin
     let mut located: HashMap<String, (u64, u64)> = HashMap::new();
     let mut pos = reader.stream_position()?;
     for key in &keys {
-        let dtype = *dtypes
-            .get(key.as_str())
-            .ok_or_else(|| corrupt(format!("storage {key} is listed but never used")))?;
+        let dtype = *dtypes.get(key.as_str()).ok_or_else(|| corrupt(format!("storage {key} is listed but never used")))?;
         if pos + 8 > len {
             return Err(CheckpointError::Truncated(format!("storage {key} is missing")));
         }
@@ -211,9 +204,7 @@ fn read_legacy<R: Read + Seek>(mut reader: R, len: u64) -> Result<TorchCheckpoin
         pos += 8 + bytes;
     }
     let source = move |s: &StorageRef, needed: u64| -> Result<Vec<u8>, CheckpointError> {
-        let &(start, count) = located
-            .get(&s.key)
-            .ok_or_else(|| corrupt(format!("storage {} has no data in the file", s.key)))?;
+        let &(start, count) = located.get(&s.key).ok_or_else(|| corrupt(format!("storage {} has no data in the file", s.key)))?;
         if count < needed {
             return Err(corrupt(format!("storage {} holds {count} elements, the tensors need {needed}", s.key)));
         }
@@ -266,9 +257,7 @@ fn read_zip<R: Read + Seek>(reader: R, len: u64) -> Result<TorchCheckpoint, Chec
     let source = move |s: &StorageRef, needed: u64| -> Result<Vec<u8>, CheckpointError> {
         let name = format!("{prefix}data/{}", s.key);
         let mut f = archive.by_name(&name).map_err(|_| corrupt(format!("storage entry {name} is missing")))?;
-        let bytes = needed
-            .checked_mul(s.dtype.size() as u64)
-            .ok_or_else(|| corrupt(format!("storage {} too large", s.key)))?;
+        let bytes = needed.checked_mul(s.dtype.size() as u64).ok_or_else(|| corrupt(format!("storage {} too large", s.key)))?;
         if f.compression() != zip::CompressionMethod::Stored {
             return Err(CheckpointError::Unsupported(format!("storage entry {name} is compressed")));
         }
@@ -294,9 +283,7 @@ where
     F: FnMut(&StorageRef, u64) -> Result<Vec<u8>, CheckpointError>,
 {
     let root = pickle.root.as_ref().ok_or_else(|| CheckpointError::NoStateDict("empty pickle".into()))?;
-    let top = pickle
-        .dict(root)
-        .ok_or_else(|| CheckpointError::NoStateDict("the saved object is not a dict".into()))?;
+    let top = pickle.dict(root).ok_or_else(|| CheckpointError::NoStateDict("the saved object is not a dict".into()))?;
     let mut info = CheckpointInfo::default();
     let mut state = root;
     for key in STATE_DICT_KEYS {
@@ -411,10 +398,7 @@ fn tensor_extent(t: &TensorRef) -> Result<u64, String> {
     }
     let end = last + 1;
     if end > t.storage.numel {
-        return Err(format!(
-            "reaches element {end} of a storage of {} elements (outside its storage)",
-            t.storage.numel
-        ));
+        return Err(format!("reaches element {end} of a storage of {} elements (outside its storage)", t.storage.numel));
     }
     if numel > t.storage.numel {
         return Err(format!("holds {numel} elements, more than its storage's {}", t.storage.numel));

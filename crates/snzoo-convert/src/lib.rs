@@ -220,7 +220,10 @@ fn header<'a>(tensors: &'a [(String, Tensor)], metadata: &HashMap<String, String
     let mut offset = 0usize;
     for (name, t) in &order {
         let n = t.data.len();
-        infos.push((name.clone(), safetensors::tensor::TensorInfo { dtype: t.dtype(), shape: t.shape.clone(), data_offsets: (offset, offset + n) }));
+        infos.push((
+            name.clone(),
+            safetensors::tensor::TensorInfo { dtype: t.dtype(), shape: t.shape.clone(), data_offsets: (offset, offset + n) },
+        ));
         offset += n;
     }
     let meta = safetensors::tensor::Metadata::new(Some(metadata.clone().into_iter().collect()), infos)?;

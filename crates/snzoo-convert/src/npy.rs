@@ -39,7 +39,8 @@ impl<W: Write> NpyF32Writer<W> {
     /// Starts an array of `shape`.
     pub fn new(mut w: W, shape: &[usize]) -> Result<Self, NpyError> {
         w.write_all(&header(shape)?)?;
-        let expected = shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64)).ok_or_else(|| NpyError::Format("the shape overflows".into()))?;
+        let expected =
+            shape.iter().try_fold(1u64, |a, &d| a.checked_mul(d as u64)).ok_or_else(|| NpyError::Format("the shape overflows".into()))?;
         Ok(Self { w, expected, written: 0 })
     }
 
@@ -94,7 +95,8 @@ pub fn parse_npy_f32(bytes: &[u8]) -> Result<(Vec<usize>, Vec<f32>), NpyError> {
         return Err(bad("data length does not match the shape".into()));
     }
     match npy.dtype() {
-        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 && t.endianness() != npyz::Endianness::Big => {}
+        npyz::DType::Plain(t)
+            if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 && t.endianness() != npyz::Endianness::Big => {}
         other => return Err(bad(format!("dtype {} is not <f4", other.descr()))),
     }
     let data = npy.into_vec::<f32>().map_err(|e| bad(e.to_string()))?;

@@ -90,7 +90,10 @@ pub enum Object {
     Storage(Box<StorageRef>),
     Tensor(Box<TensorRef>),
     /// `numpy.dtype(...)`: the type string and its byte order (from the `BUILD` state).
-    NumpyDtype { descr: String, big_endian: bool },
+    NumpyDtype {
+        descr: String,
+        big_endian: bool,
+    },
 }
 
 /// The globals a checkpoint may name. Everything else is refused.
@@ -434,11 +437,7 @@ impl<R: Read> Machine<'_, R> {
     }
 
     fn memo_get(&mut self, index: usize) -> Result<(), PickleError> {
-        let v = self
-            .memo
-            .get(index)
-            .and_then(|v| v.clone())
-            .ok_or_else(|| self.malformed(format!("memo index {index} was never set")))?;
+        let v = self.memo.get(index).and_then(|v| v.clone()).ok_or_else(|| self.malformed(format!("memo index {index} was never set")))?;
         self.push(v);
         Ok(())
     }
@@ -472,9 +471,8 @@ impl<R: Read> Machine<'_, R> {
         let Object::Dict(entries) = &mut self.pickle.objects[id] else {
             return Err(self.malformed("SETITEM on something that is not a dict"));
         };
-        let index = self.dict_index.entry(id).or_insert_with(|| {
-            entries.iter().enumerate().map(|(i, (k, _))| (DictKey::of(k), i)).collect()
-        });
+        let index =
+            self.dict_index.entry(id).or_insert_with(|| entries.iter().enumerate().map(|(i, (k, _))| (DictKey::of(k), i)).collect());
         let mut it = items.into_iter();
         while let (Some(k), Some(v)) = (it.next(), it.next()) {
             match index.entry(DictKey::of(&k)) {
@@ -779,10 +777,7 @@ impl<R: Read> Machine<'_, R> {
     }
 
     fn args(&self, args: &Value, what: &str) -> Result<Vec<Value>, PickleError> {
-        self.pickle
-            .items(args)
-            .map(|v| v.to_vec())
-            .ok_or_else(|| self.malformed(format!("arguments of {what} are not a tuple")))
+        self.pickle.items(args).map(|v| v.to_vec()).ok_or_else(|| self.malformed(format!("arguments of {what} are not a tuple")))
     }
 
     fn call(&mut self, callable: Value, args: Value) -> Result<Value, PickleError> {
@@ -822,9 +817,7 @@ impl<R: Read> Machine<'_, R> {
                 if shape.len() != stride.len() {
                     return Err(self.malformed("tensor size and stride differ in length"));
                 }
-                let offset = offset
-                    .checked_add(storage.view_offset)
-                    .ok_or_else(|| self.malformed("storage offset overflows"))?;
+                let offset = offset.checked_add(storage.view_offset).ok_or_else(|| self.malformed("storage offset overflows"))?;
                 Ok(self.new_obj(Object::Tensor(Box::new(TensorRef { storage: *storage, offset, shape, stride }))))
             }
             Global::RebuildParameter => {
@@ -848,9 +841,7 @@ impl<R: Read> Machine<'_, R> {
             Global::NumpyDtype => {
                 let args = self.args(&args, "numpy.dtype")?;
                 match args.first() {
-                    Some(Value::Str(descr)) => {
-                        Ok(self.new_obj(Object::NumpyDtype { descr: descr.to_string(), big_endian: false }))
-                    }
+                    Some(Value::Str(descr)) => Ok(self.new_obj(Object::NumpyDtype { descr: descr.to_string(), big_endian: false })),
                     _ => Err(self.malformed("numpy.dtype without a type string")),
                 }
             }

@@ -12,8 +12,7 @@ fn fixture(rel: &str) -> PathBuf {
 
 #[test]
 fn shared_storages_views_and_strides_match_pytorch() {
-    let expected: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture("checkpoints/storage_cases.json")).unwrap()).unwrap();
+    let expected: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture("checkpoints/storage_cases.json")).unwrap()).unwrap();
     for (file, format) in [("storage_cases_zip.pth", TorchFormat::Zip), ("storage_cases_legacy.pth", TorchFormat::Legacy)] {
         let ck = read_torch_checkpoint(&fixture(&format!("checkpoints/{file}"))).unwrap();
         assert_eq!(ck.format, format);
@@ -35,8 +34,7 @@ fn shared_storages_views_and_strides_match_pytorch() {
 
 #[test]
 fn model_fixtures_unwrap_and_strip_the_prefix() {
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture("models/manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture("models/manifest.json")).unwrap()).unwrap();
     for m in manifest.as_array().unwrap() {
         let name = m["name"].as_str().unwrap();
         let ck = read_torch_checkpoint(&fixture(&format!("models/{name}.pth"))).unwrap();

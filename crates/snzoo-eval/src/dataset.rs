@@ -133,8 +133,11 @@ impl Dataset {
         let ds = match labels {
             Some(file) => {
                 let bytes = snzoo_fs::read_regular(file, MAX_LABELS_BYTES)?;
-                let text = String::from_utf8(bytes)
-                    .map_err(|_| DatasetError::BadLabels { file: file.to_path_buf(), line: 0, message: "the file is not UTF-8 text".into() })?;
+                let text = String::from_utf8(bytes).map_err(|_| DatasetError::BadLabels {
+                    file: file.to_path_buf(),
+                    line: 0,
+                    message: "the file is not UTF-8 text".into(),
+                })?;
                 let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
                 if first.split_whitespace().count() == 1 {
                     Self::flat_devkit(root, &flat, file, &text)?

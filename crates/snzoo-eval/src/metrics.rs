@@ -35,7 +35,11 @@ pub struct FileStamp {
 impl FileStamp {
     pub fn of(meta: &std::fs::Metadata) -> FileStamp {
         use std::os::unix::fs::MetadataExt;
-        FileStamp { size: meta.size(), mtime_ns: meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()), ino: meta.ino() }
+        FileStamp {
+            size: meta.size(),
+            mtime_ns: meta.mtime().saturating_mul(1_000_000_000).saturating_add(meta.mtime_nsec()),
+            ino: meta.ino(),
+        }
     }
 
     /// The stamp of the file at `path` now, if it can be read.

@@ -1,6 +1,6 @@
 //! The evaluation report (JSON), its merge across shards, and timm-style results rows.
 
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::SystemTime;
 
 use crate::dataset::Shard;
 use crate::metrics::{Failure, Tally};
@@ -217,26 +217,16 @@ pub fn results_csv_row(model: &str, r: &Report) -> String {
     )
 }
 
-/// `2026-11-26T21:06:21Z`
+/// `2026-11-26T21:06:21Z` (RFC 3339, UTC, whole seconds).
 pub fn utc_timestamp(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0) as i64;
-    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
-    // Howard Hinnant's civil-from-days.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + (m <= 2) as i64;
-    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+    let t = time::OffsetDateTime::from(t).replace_nanosecond(0).expect("0 is a valid nanosecond");
+    t.format(&time::format_description::well_known::Rfc3339).expect("a UTC time formats")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::UNIX_EPOCH;
 
     #[test]
     fn timestamps() {

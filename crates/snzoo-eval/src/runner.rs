@@ -3,8 +3,8 @@
 //! flight, so memory stays flat whatever the dataset size.
 
 use std::collections::{BTreeMap, HashSet};
-use std::sync::mpsc::{channel, sync_channel, Receiver};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{channel, sync_channel, Receiver};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -66,7 +66,12 @@ impl StageTimes {
 
     pub fn seconds(&self) -> StageSeconds {
         let s = |c: &AtomicU64| c.load(Ordering::Relaxed) as f64 / 1e9;
-        StageSeconds { read: s(&self.read_ns), decode: s(&self.decode_ns), preprocess: s(&self.preprocess_ns), forward: s(&self.forward_ns) }
+        StageSeconds {
+            read: s(&self.read_ns),
+            decode: s(&self.decode_ns),
+            preprocess: s(&self.preprocess_ns),
+            forward: s(&self.forward_ns),
+        }
     }
 }
 
@@ -75,7 +80,9 @@ struct Job {
     positions: Vec<usize>,
 }
 
-type Prepared = (usize, Vec<(usize, Option<FileStamp>, Result<Vec<f32>, String>)>);
+/// One image read and preprocessed: its position, file stamp and input (or why it failed).
+type PreparedImage = (usize, Option<FileStamp>, Result<Vec<f32>, String>);
+type Prepared = (usize, Vec<PreparedImage>);
 
 /// Reads one image (a regular file only: a FIFO would block) and records its stamp.
 fn read_image(path: &std::path::Path) -> (Option<FileStamp>, Result<Vec<u8>, String>) {
@@ -185,7 +192,7 @@ fn drive<C: Classifier, E: std::fmt::Display, F: FnMut(&[ImageResult]) -> Result
 ) -> Result<(), RunError<E>> {
     let mut next_send = 0;
     let mut next_process = 0;
-    let mut waiting: BTreeMap<usize, Vec<(usize, Option<FileStamp>, Result<Vec<f32>, String>)>> = BTreeMap::new();
+    let mut waiting: BTreeMap<usize, Vec<PreparedImage>> = BTreeMap::new();
     let classes = classifier.num_classes();
     while next_process < jobs.len() {
         while next_send < jobs.len() && next_send < next_process + max_in_flight {
@@ -213,7 +220,11 @@ fn drive<C: Classifier, E: std::fmt::Display, F: FnMut(&[ImageResult]) -> Result
                 let logits = classifier.logits(&input, ok.len()).map_err(RunError::Forward)?;
                 StageTimes::add(&times.forward_ns, t);
                 if logits.len() != ok.len() * classes {
-                    return Err(RunError::Forward(format!("the classifier returned {} logits for {} images of {classes} classes", logits.len(), ok.len())));
+                    return Err(RunError::Forward(format!(
+                        "the classifier returned {} logits for {} images of {classes} classes",
+                        logits.len(),
+                        ok.len()
+                    )));
                 }
                 for (k, (pos, label, stamp)) in ok.into_iter().enumerate() {
                     let mut r = score(pos, label, &logits[k * classes..(k + 1) * classes]);

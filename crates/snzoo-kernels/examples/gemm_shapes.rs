@@ -8,7 +8,18 @@ use snzoo_kernels::gemm_bf16;
 
 fn main() {
     // (M = C_out, K = C_in·k·k, N = H_out·W_out)
-    let shapes = [(64, 576, 3136), (256, 64, 3136), (64, 256, 3136), (128, 1152, 784), (512, 128, 784), (256, 2304, 196), (1024, 256, 196), (512, 4608, 49), (2048, 512, 49), (64, 147, 12544)];
+    let shapes = [
+        (64, 576, 3136),
+        (256, 64, 3136),
+        (64, 256, 3136),
+        (128, 1152, 784),
+        (512, 128, 784),
+        (256, 2304, 196),
+        (1024, 256, 196),
+        (512, 4608, 49),
+        (2048, 512, 49),
+        (64, 147, 12544),
+    ];
     let bf16 = gemm_bf16::available();
     println!("shape (M,K,N)        f32 GFLOP/s   bf16 GFLOP/s (incl. packing B)");
     for &(m, k, n) in &shapes {
@@ -26,7 +37,27 @@ fn main() {
             t.elapsed().as_secs_f64() / reps as f64
         };
         let t32 = time(&mut || unsafe {
-            gemm::gemm(m, n, k, c.as_mut_ptr(), 1, n as isize, false, a.as_ptr(), 1, k as isize, b.as_ptr(), 1, n as isize, 0.0, 1.0, false, false, false, gemm::Parallelism::None)
+            gemm::gemm(
+                m,
+                n,
+                k,
+                c.as_mut_ptr(),
+                1,
+                n as isize,
+                false,
+                a.as_ptr(),
+                1,
+                k as isize,
+                b.as_ptr(),
+                1,
+                n as isize,
+                0.0,
+                1.0,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            )
         });
         let line = format!("{:<20} {:>10.1}", format!("({m},{k},{n})"), flops / t32 / 1e9);
         if bf16 {

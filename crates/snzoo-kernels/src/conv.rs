@@ -135,11 +135,25 @@ impl CustomOp2 for Conv2dIm2col {
                 // false the GEMM writes every element of `dst` and reads none.
                 unsafe {
                     gemm::gemm(
-                        c_out, hwo, kk,
-                        dst.as_mut_ptr().cast::<f32>(), 1, hwo as isize, false,
-                        k.as_ptr(), 1, kk as isize,
-                        rhs.as_ptr(), 1, hwo as isize,
-                        0.0f32, 1.0f32, false, false, false, par,
+                        c_out,
+                        hwo,
+                        kk,
+                        dst.as_mut_ptr().cast::<f32>(),
+                        1,
+                        hwo as isize,
+                        false,
+                        k.as_ptr(),
+                        1,
+                        kk as isize,
+                        rhs.as_ptr(),
+                        1,
+                        hwo as isize,
+                        0.0f32,
+                        1.0f32,
+                        false,
+                        false,
+                        false,
+                        par,
                     );
                 }
             })

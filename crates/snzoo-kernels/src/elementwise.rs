@@ -23,7 +23,8 @@ impl ResidualAdd {
     /// Writes every element of `out` (as long as `a` and `b`).
     fn run(&self, a: &[f32], b: &[f32], out: &mut [MaybeUninit<f32>]) {
         let relu = self.relu;
-        let body = |((o, a), b): ((&mut [MaybeUninit<f32>], &[f32]), &[f32])| {
+        type Chunks<'a> = ((&'a mut [MaybeUninit<f32>], &'a [f32]), &'a [f32]);
+        let body = |((o, a), b): Chunks| {
             if relu {
                 for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
                     o.write((a + b).max(0.0));

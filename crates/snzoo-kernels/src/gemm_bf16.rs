@@ -197,7 +197,13 @@ unsafe fn kernel(a: *const u16, b: *const u16, kl: usize, c: *mut f32, ldc: usiz
         }
     }
     let m0: __mmask16 = if cols >= 16 { 0xffff } else { (1u16 << cols) - 1 };
-    let m1: __mmask16 = if cols >= 32 { 0xffff } else if cols > 16 { (1u16 << (cols - 16)) - 1 } else { 0 };
+    let m1: __mmask16 = if cols >= 32 {
+        0xffff
+    } else if cols > 16 {
+        (1u16 << (cols - 16)) - 1
+    } else {
+        0
+    };
     for (r, acc) in acc.iter().enumerate().take(rows) {
         let cr = c.add(r * ldc);
         let (mut v0, mut v1) = (acc[0], acc[1]);

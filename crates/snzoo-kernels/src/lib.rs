@@ -89,7 +89,9 @@ pub fn conv2d(x: &Tensor, w: &ConvWeights, precision: ConvPrecision, imp: Implem
         let x = x.contiguous()?;
         match precision {
             ConvPrecision::Bf16 => x.apply_op1_no_bwd(&w.bf16_op()?)?,
-            ConvPrecision::F32 => x.apply_op2_no_bwd(&w.weight.contiguous()?, &conv::Conv2dIm2col { stride: w.stride, padding: w.padding })?,
+            ConvPrecision::F32 => {
+                x.apply_op2_no_bwd(&w.weight.contiguous()?, &conv::Conv2dIm2col { stride: w.stride, padding: w.padding })?
+            }
         }
     } else {
         x.conv2d(&w.weight, w.padding, w.stride, 1, 1)?

@@ -188,7 +188,7 @@ impl PlaneAffine for GroupNormInference {
         self.relu
     }
     fn check(&self, _n: usize, c: usize, _h: usize, _w: usize) -> Result<()> {
-        if self.groups == 0 || c % self.groups != 0 || self.weight.len() != c || self.bias.len() != c {
+        if self.groups == 0 || !c.is_multiple_of(self.groups) || self.weight.len() != c || self.bias.len() != c {
             candle_core::bail!("GroupNorm of {} groups cannot normalize {c} channels", self.groups);
         }
         Ok(())
@@ -202,9 +202,9 @@ impl PlaneAffine for GroupNormInference {
             let m2: f64 = planes.iter().map(|p| p.m2 + hw as f64 * (p.mean - mean) * (p.mean - mean)).sum();
             let var = m2 / (per * hw) as f64;
             let inv = 1.0 / (var + self.eps).sqrt();
-            for ch in g * per..(g + 1) * per {
+            for (ch, o) in out.iter_mut().enumerate().skip(g * per).take(per) {
                 let scale = self.weight[ch] as f64 * inv;
-                out[ch] = (scale as f32, (self.bias[ch] as f64 - mean * scale) as f32);
+                *o = (scale as f32, (self.bias[ch] as f64 - mean * scale) as f32);
             }
         }
     }
@@ -290,7 +290,11 @@ pub fn switch_norm_plain(x: &Tensor, p: &SwitchNormInference) -> Result<Tensor> 
         var = var.broadcast_add(&(channel_tensor(rv, x)? * p.var_mix[2])?)?;
     }
     let inv_std = (var + p.eps)?.sqrt()?.recip()?;
-    let y = xr.broadcast_sub(&mean)?.broadcast_mul(&inv_std)?.broadcast_mul(&channel_tensor(&p.weight, x)?)?.broadcast_add(&channel_tensor(&p.bias, x)?)?;
+    let y = xr
+        .broadcast_sub(&mean)?
+        .broadcast_mul(&inv_std)?
+        .broadcast_mul(&channel_tensor(&p.weight, x)?)?
+        .broadcast_add(&channel_tensor(&p.bias, x)?)?;
     let y = y.reshape((n, c, h, w))?;
     if p.relu {
         y.relu()
@@ -385,7 +389,17 @@ impl CustomOp1 for SwitchNormInference {
         let affine = dev.get_or_load_custom_func("sn_affine", MODULE, PTX)?;
         let mut b = affine.builder();
         let (c_arg, eps) = (c as i32, self.eps);
-        b.arg(&mean).arg(&var).arg(&c_arg).arg(&mix).arg(&running_mean).arg(&running_var).arg(&weight).arg(&bias).arg(&eps).arg(&scale).arg(&shift);
+        b.arg(&mean)
+            .arg(&var)
+            .arg(&c_arg)
+            .arg(&mix)
+            .arg(&running_mean)
+            .arg(&running_var)
+            .arg(&weight)
+            .arg(&bias)
+            .arg(&eps)
+            .arg(&scale)
+            .arg(&shift);
         // SAFETY: as above; one block per sample.
         unsafe { b.launch(launch(n)) }.w()?;
 

@@ -78,7 +78,8 @@ fn gemm_matches_a_reference_product() -> Result<(), Failed> {
         gemm(&pa, &pb, n, &mut c, ldc, 1 + m % 3);
         for i in 0..m {
             for j in 0..n {
-                let want: f64 = (0..k).map(|kk| from_bf16(to_bf16(a[i * k + kk])) as f64 * from_bf16(to_bf16(b[kk * ldb + j])) as f64).sum();
+                let want: f64 =
+                    (0..k).map(|kk| from_bf16(to_bf16(a[i * k + kk])) as f64 * from_bf16(to_bf16(b[kk * ldb + j])) as f64).sum();
                 let got = c[i * ldc + j] as f64;
                 check((got - want).abs() <= 1e-4 * (1.0 + k as f64).sqrt(), || format!("{m}x{k}x{n} at ({i},{j}): {got} vs {want}"))?;
             }
@@ -90,8 +91,16 @@ fn gemm_matches_a_reference_product() -> Result<(), Failed> {
 }
 
 /// (batch, c_in, c_out, h, w, kernel, stride, padding): the ResNet shapes and odd ones.
-const CASES: [(usize, usize, usize, usize, usize, usize, usize, usize); 6] =
-    [(2, 3, 8, 33, 29, 7, 2, 3), (1, 16, 16, 14, 14, 3, 1, 1), (3, 16, 32, 15, 15, 3, 2, 1), (2, 32, 64, 9, 7, 1, 2, 0), (2, 8, 24, 10, 10, 1, 1, 0), (1, 2, 3, 1, 1, 3, 1, 1)];
+/// (batch, c_in, c_out, h, w, kernel, stride, padding)
+type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
+const CASES: [Case; 6] = [
+    (2, 3, 8, 33, 29, 7, 2, 3),
+    (1, 16, 16, 14, 14, 3, 1, 1),
+    (3, 16, 32, 15, 15, 3, 2, 1),
+    (2, 32, 64, 9, 7, 1, 2, 0),
+    (2, 8, 24, 10, 10, 1, 1, 0),
+    (1, 2, 3, 1, 1, 3, 1, 1),
+];
 
 fn round_bf16(t: &Tensor) -> Tensor {
     let v: Vec<f32> = t.flatten_all().unwrap().to_vec1::<f32>().unwrap().into_iter().map(|x| from_bf16(to_bf16(x))).collect();

@@ -4,7 +4,9 @@ use candle_core::{Device, Tensor};
 use snzoo_kernels::conv::Conv2dIm2col;
 
 /// (batch, c_in, c_out, h, w, kernel, stride, padding): the ResNet shapes and odd ones.
-const CASES: [(usize, usize, usize, usize, usize, usize, usize, usize); 10] = [
+/// (batch, c_in, c_out, h, w, kernel, stride, padding)
+type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
+const CASES: [Case; 10] = [
     (2, 3, 8, 33, 29, 7, 2, 3),
     (1, 16, 16, 14, 14, 3, 1, 1),
     (3, 16, 32, 15, 15, 3, 2, 1),

@@ -267,9 +267,8 @@ impl ResNetConfig {
     /// Reads the entries written by [`to_metadata`](ResNetConfig::to_metadata).
     pub fn from_metadata(meta: &HashMap<String, String>) -> Result<Self, ArchError> {
         let get = |k: &str| meta.get(k).ok_or_else(|| ArchError::Metadata(format!("no `{k}` entry")));
-        let num = |k: &str| -> Result<usize, ArchError> {
-            get(k)?.parse().map_err(|_| ArchError::Metadata(format!("`{k}` is not a number")))
-        };
+        let num =
+            |k: &str| -> Result<usize, ArchError> { get(k)?.parse().map_err(|_| ArchError::Metadata(format!("`{k}` is not a number"))) };
         let version = match get("version")?.as_str() {
             "v1" => Version::V1,
             "v2" => Version::V2,

@@ -37,9 +37,8 @@ fn layer(c: usize, using_bn: bool, seed: u64) -> SwitchNorm2d {
 
 #[test]
 fn fused_kernel_matches_the_plain_operations() {
-    for (i, &(n, c, h, w, bn)) in [(2, 8, 7, 7, true), (1, 64, 56, 56, true), (3, 5, 2, 1, false), (4, 32, 14, 14, false), (16, 3, 9, 5, true)]
-        .iter()
-        .enumerate()
+    for (i, &(n, c, h, w, bn)) in
+        [(2, 8, 7, 7, true), (1, 64, 56, 56, true), (3, 5, 2, 1, false), (4, 32, 14, 14, false), (16, 3, 9, 5, true)].iter().enumerate()
     {
         let sn = layer(c, bn, 10 * i as u64);
         let x = (Tensor::randn(0f32, 2.0, (n, c, h, w), &Device::Cpu).unwrap() + 0.7).unwrap();

@@ -133,7 +133,8 @@ fn main() {
         Trial::test("bf16_convolutions_stay_close_to_pytorch", || {
             bf16_convolutions_stay_close_to_pytorch();
             Ok(())
-        }).with_ignored_flag(!bf16),
+        })
+        .with_ignored_flag(!bf16),
     ];
     libtest_mimic::run(&args, trials).exit();
 }

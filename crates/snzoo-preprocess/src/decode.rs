@@ -81,8 +81,7 @@ extern "C-unwind" fn on_error(cinfo: &mut ffi::jpeg_common_struct) {
         match cinfo.err.as_ref().and_then(|e| e.format_message) {
             Some(format) => {
                 // libjpeg writes the message into the buffer it is given.
-                let format: unsafe extern "C-unwind" fn(&mut ffi::jpeg_common_struct, &mut [u8; 80]) =
-                    std::mem::transmute(format);
+                let format: unsafe extern "C-unwind" fn(&mut ffi::jpeg_common_struct, &mut [u8; 80]) = std::mem::transmute(format);
                 format(cinfo, &mut buffer);
                 let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
                 String::from_utf8_lossy(&buffer[..end]).into_owned()
@@ -124,10 +123,7 @@ fn cmyk_inverted_to_rgb(cmyk: &[u8]) -> Vec<u8> {
 fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     HIT_EOF.with(|f| f.set(false));
     let result = catch_unwind(AssertUnwindSafe(|| -> Result<RgbImage, DecodeError> {
-        let d = mozjpeg::Decompress::builder()
-            .with_err(error_manager())
-            .from_mem(bytes)
-            .map_err(|e| DecodeError::Jpeg(e.to_string()))?;
+        let d = mozjpeg::Decompress::builder().with_err(error_manager()).from_mem(bytes).map_err(|e| DecodeError::Jpeg(e.to_string()))?;
         let (width, height) = d.size();
         check_size(width, height)?;
         let io = |e: std::io::Error| DecodeError::Jpeg(e.to_string());
@@ -169,9 +165,8 @@ fn decode_jpeg(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
 
 fn decode_other(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     use image::DynamicImage as D;
-    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| DecodeError::Image(e.to_string()))?;
+    let reader =
+        image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| DecodeError::Image(e.to_string()))?;
     if reader.format().is_none() {
         return Err(DecodeError::Image("unknown image format".into()));
     }
@@ -179,9 +174,8 @@ fn decode_other(bytes: &[u8]) -> Result<RgbImage, DecodeError> {
     check_size(w as usize, h as usize)?;
     // The `image` crate's default limits (512 MB of allocations) refuse images that PIL
     // decodes, e.g. a 12000×12000 RGBA PNG: the pixel limit checked above is PIL's own.
-    let mut reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| DecodeError::Image(e.to_string()))?;
+    let mut reader =
+        image::ImageReader::new(std::io::Cursor::new(bytes)).with_guessed_format().map_err(|e| DecodeError::Image(e.to_string()))?;
     reader.no_limits();
     let img = reader.decode().map_err(|e| match e {
         image::ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => DecodeError::Truncated,

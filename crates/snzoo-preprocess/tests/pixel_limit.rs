@@ -30,9 +30,13 @@ fn a_12000_by_12000_rgba_png_decodes_as_in_pil() {
     img.put_pixel(0, 0, image::Rgba([10, 20, 30, 0]));
     img.put_pixel(w - 1, h - 1, image::Rgba([200, 100, 50, 255]));
     let mut png = Vec::new();
-    image::codecs::png::PngEncoder::new_with_quality(&mut png, image::codecs::png::CompressionType::Fast, image::codecs::png::FilterType::NoFilter)
-        .write_image(img.as_raw(), w, h, image::ExtendedColorType::Rgba8)
-        .unwrap();
+    image::codecs::png::PngEncoder::new_with_quality(
+        &mut png,
+        image::codecs::png::CompressionType::Fast,
+        image::codecs::png::FilterType::NoFilter,
+    )
+    .write_image(img.as_raw(), w, h, image::ExtendedColorType::Rgba8)
+    .unwrap();
     drop(img);
     let rgb = decode_rgb(&png).unwrap();
     assert_eq!((rgb.width, rgb.height), (w as usize, h as usize));

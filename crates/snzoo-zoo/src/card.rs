@@ -125,11 +125,24 @@ pub struct EvalProtocol {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Source {
-    GoogleDrive { id: String, url: String },
-    BaiduPan { url: String, note: String },
-    Url { url: String },
+    GoogleDrive {
+        id: String,
+        url: String,
+    },
+    BaiduPan {
+        url: String,
+        note: String,
+    },
+    Url {
+        url: String,
+    },
     /// A file in a Hugging Face Hub model repository.
-    Hf { repo: String, file: String, #[serde(default)] revision: Option<String> },
+    Hf {
+        repo: String,
+        file: String,
+        #[serde(default)]
+        revision: Option<String>,
+    },
 }
 
 impl ModelCard {
@@ -161,10 +174,8 @@ impl Source {
 pub fn cards() -> &'static [ModelCard] {
     static CARDS: OnceLock<Vec<ModelCard>> = OnceLock::new();
     CARDS.get_or_init(|| {
-        let mut cards: Vec<ModelCard> = CARD_FILES
-            .iter()
-            .map(|(file, text)| toml::from_str(text).unwrap_or_else(|e| panic!("model_cards/{file}: {e}")))
-            .collect();
+        let mut cards: Vec<ModelCard> =
+            CARD_FILES.iter().map(|(file, text)| toml::from_str(text).unwrap_or_else(|e| panic!("model_cards/{file}: {e}"))).collect();
         if let Some(dir) = std::env::var_os("SNZOO_CARDS_DIR") {
             let mut files: Vec<_> = std::fs::read_dir(&dir)
                 .into_iter()
@@ -231,8 +242,13 @@ mod tests {
             assert_eq!((c.claimed.top1, c.claimed.top5), (t1, t5), "{name}");
             assert_eq!(c.training.as_ref().unwrap().epochs, epochs);
             assert_eq!(c.normalization.using_bn, using_bn);
-            assert!(c.sources.contains(&Source::GoogleDrive { id: drive.into(), url: format!("https://drive.google.com/open?id={drive}") }));
-            assert!(c.sources.iter().any(|s| matches!(s, Source::BaiduPan { url, .. } if *url == format!("https://pan.baidu.com/s/{baidu}"))));
+            assert!(c
+                .sources
+                .contains(&Source::GoogleDrive { id: drive.into(), url: format!("https://drive.google.com/open?id={drive}") }));
+            assert!(c
+                .sources
+                .iter()
+                .any(|s| matches!(s, Source::BaiduPan { url, .. } if *url == format!("https://pan.baidu.com/s/{baidu}"))));
             assert_eq!(c.license, "CC BY-NC 4.0");
         }
         let lr = |n: &str| card(n).unwrap().training.as_ref().unwrap().initial_lr;

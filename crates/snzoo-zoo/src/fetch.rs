@@ -163,22 +163,14 @@ impl Fetcher {
         if !resp.status().is_success() {
             return Err(gd(format!("HTTP {}", resp.status())));
         }
-        let html = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|t| t.starts_with("text/html"));
+        let html = resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).is_some_and(|t| t.starts_with("text/html"));
         if !html {
             return Ok(url); // the file itself: fetched again with Range support
         }
-        let cookie_token = resp
-            .cookies()
-            .find(|c| c.name().starts_with("download_warning"))
-            .map(|c| c.value().to_string());
+        let cookie_token = resp.cookies().find(|c| c.name().starts_with("download_warning")).map(|c| c.value().to_string());
         let page = resp.text().map_err(|e| gd(e.to_string()))?;
-        confirmation_url(&page, &endpoint, id, cookie_token.as_deref()).ok_or_else(|| {
-            gd("Drive answered with a page that has no download link (quota exceeded, or the file is not shared?)".into())
-        })
+        confirmation_url(&page, &endpoint, id, cookie_token.as_deref())
+            .ok_or_else(|| gd("Drive answered with a page that has no download link (quota exceeded, or the file is not shared?)".into()))
     }
 }
 
@@ -262,7 +254,9 @@ pub fn check_hub_names(repo: &str, file: &str, revision: &str) -> Result<(), Fet
         file: file.to_string(),
         message: format!("{what} {v:?} is not allowed (it must not leave the cache: no `..`, no absolute paths)"),
     };
-    let repo_ok = |p: &str| !p.is_empty() && p.len() <= 96 && p != "." && p != ".." && p.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c));
+    let repo_ok = |p: &str| {
+        !p.is_empty() && p.len() <= 96 && p != "." && p != ".." && p.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+    };
     match repo.split_once('/') {
         Some((org, name)) if repo_ok(org) && repo_ok(name) => {}
         _ => return Err(bad("the repository id", repo)),
@@ -407,7 +401,10 @@ mod tests {
         );
         let old = r#"<a id="uc-download-link" href="/uc?export=download&amp;confirm=Xy_9&amp;id=ABC">Download anyway</a>"#;
         assert_eq!(confirmation_url(old, "https://d", "ABC", None).unwrap(), "https://d/uc?export=download&confirm=Xy_9&id=ABC");
-        assert_eq!(confirmation_url("<p>quota</p>", "https://d", "ABC", Some("tok")).unwrap(), "https://d/uc?export=download&confirm=tok&id=ABC");
+        assert_eq!(
+            confirmation_url("<p>quota</p>", "https://d", "ABC", Some("tok")).unwrap(),
+            "https://d/uc?export=download&confirm=tok&id=ABC"
+        );
         assert_eq!(confirmation_url("<p>quota exceeded</p>", "https://d", "ABC", None), None);
         let relative = r#"<form id="download-form" action="/download" method="get"><input type="hidden" name="id" value="ABC"></form>"#;
         assert_eq!(confirmation_url(relative, "http://127.0.0.1:5000", "ABC", None).unwrap(), "http://127.0.0.1:5000/download?id=ABC");

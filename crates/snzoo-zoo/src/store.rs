@@ -30,7 +30,9 @@ pub enum ZooError {
         "checksum mismatch for {name}: expected sha256 {expected}, got {actual}; the download was moved aside to {moved_to} and will not be used"
     )]
     ChecksumMismatch { name: String, expected: String, actual: String, moved_to: PathBuf },
-    #[error("{name} has no source snzoo can fetch by itself; download it by hand ({manual}) and run `snzoo download {name} --from-file PATH`")]
+    #[error(
+        "{name} has no source snzoo can fetch by itself; download it by hand ({manual}) and run `snzoo download {name} --from-file PATH`"
+    )]
     NoSource { name: String, manual: String },
     #[error("{name} cannot be loaded by snzoo: {reason}")]
     NotLoadable { name: String, reason: String },
@@ -187,10 +189,15 @@ impl Store {
             Some(u) => source_of_url(u),
             None => card.sources.iter().find(|s| s.automatic()).cloned().ok_or_else(|| ZooError::NoSource {
                 name: card.name.clone(),
-                manual: card.sources.iter().map(|s| match s {
-                    Source::BaiduPan { url, .. } => url.clone(),
-                    other => format!("{other:?}"),
-                }).collect::<Vec<_>>().join(", "),
+                manual: card
+                    .sources
+                    .iter()
+                    .map(|s| match s {
+                        Source::BaiduPan { url, .. } => url.clone(),
+                        other => format!("{other:?}"),
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", "),
             })?,
         };
         match source {

@@ -119,7 +119,8 @@ pub fn convert_checkpoint_with(path: &Path, dtype: Option<DType>, groups: Option
     // BatchNorm's num_batches_tracked counters are training state: not part of the model.
     let tensors: Vec<(String, Tensor)> = tensors.into_iter().filter(|(k, _)| !snzoo_model::is_training_only(k)).collect();
     let shapes: BTreeMap<String, Vec<usize>> = tensors.iter().map(|(k, t)| (k.clone(), t.shape.clone())).collect();
-    let config = ResNetConfig::infer_with(&shapes, groups).map_err(|source| Error::NotAModel { path: path.to_path_buf(), source })?;
+    let config = ResNetConfig::infer_with(&shapes, groups)
+        .map_err(|source| Error::NotAModel { path: path.to_path_buf(), source: Box::new(source) })?;
     snzoo_convert::check_model_tensors(&tensors).map_err(|source| Error::BadTensor { path: path.to_path_buf(), source })?;
     // A negative running variance makes the normalization compute NaN.
     for (name, t) in tensors.iter().filter(|(k, _)| k.ends_with(".running_var")) {

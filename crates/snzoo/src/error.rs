@@ -22,7 +22,7 @@ pub enum Error {
     NotAModel {
         path: PathBuf,
         #[source]
-        source: snzoo_model::ArchError,
+        source: Box<snzoo_model::ArchError>,
     },
     /// A weights file's architecture metadata contradicts its tensors, or is malformed.
     #[error("{}: {message}", display_path(path))]
@@ -60,7 +60,7 @@ pub enum Error {
     },
     /// The model zoo: unknown source, checksum mismatch, transfer failure, ...
     #[error(transparent)]
-    Zoo(#[from] snzoo_zoo::store::ZooError),
+    Zoo(Box<snzoo_zoo::store::ZooError>),
     /// A dataset could not be read.
     #[error(transparent)]
     Dataset(#[from] snzoo_eval::dataset::DatasetError),
@@ -80,6 +80,12 @@ pub enum Error {
     /// Anything else, described.
     #[error("{0}")]
     Other(String),
+}
+
+impl From<snzoo_zoo::store::ZooError> for Error {
+    fn from(e: snzoo_zoo::store::ZooError) -> Self {
+        Error::Zoo(Box::new(e))
+    }
 }
 
 impl Error {

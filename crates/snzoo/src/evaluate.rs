@@ -71,7 +71,12 @@ pub fn read_real_labels(path: &Path) -> Result<Vec<Vec<usize>>> {
     let sets: Vec<Vec<usize>> = serde_json::from_slice(&bytes)
         .map_err(|e| Error::Other(format!("{}: expected a JSON list of label lists: {e}", path.display())))?;
     if sets.len() != snzoo_imagenet::NUM_VAL_IMAGES {
-        return Err(Error::Other(format!("{}: {} entries, ImageNet-ReaL has {}", path.display(), sets.len(), snzoo_imagenet::NUM_VAL_IMAGES)));
+        return Err(Error::Other(format!(
+            "{}: {} entries, ImageNet-ReaL has {}",
+            path.display(),
+            sets.len(),
+            snzoo_imagenet::NUM_VAL_IMAGES
+        )));
     }
     if let Some(bad) = sets.iter().flatten().find(|&&l| l >= snzoo_imagenet::NUM_CLASSES) {
         return Err(Error::Other(format!("{}: label {bad} is out of range", path.display())));

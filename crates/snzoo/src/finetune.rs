@@ -105,7 +105,8 @@ impl Finetuned {
     /// written and is none of `inputs`.
     pub fn save(&self, path: &Path, inputs: &[&Path]) -> Result<()> {
         let target = snzoo_fs::check_output(path, inputs)?;
-        snzoo_convert::write_safetensors(&target, &self.tensors, &self.metadata).map_err(|source| Error::Write { path: path.to_path_buf(), source })
+        snzoo_convert::write_safetensors(&target, &self.tensors, &self.metadata)
+            .map_err(|source| Error::Write { path: path.to_path_buf(), source })
     }
 }
 
@@ -152,7 +153,7 @@ pub fn finetune(
 ) -> Result<Finetuned> {
     options.check()?;
     let device = Device::Cpu;
-    let (mut config, tensors, metadata) = crate::weights::Weights::tensors(weights, &device)?;
+    let crate::weights::StateTensors { mut config, tensors, metadata } = crate::weights::Weights::tensors(weights, &device)?;
     // The model's evaluation protocol (for --no-augment and --val); augmentation normalizes
     // with its mean and std.
     let eval_t = crate::protocol::resolve(card, &metadata)?;
@@ -164,7 +165,10 @@ pub fn finetune(
         config.num_classes = k;
     }
     if let Some(s) = dataset.samples.iter().find(|s| s.label >= config.num_classes) {
-        return Err(Error::Other(format!("{}: label {} is out of range for {} classes (use --num-classes)", s.rel, s.label, config.num_classes)));
+        return Err(Error::Other(format!(
+            "{}: label {} is out of range for {} classes (use --num-classes)",
+            s.rel, s.label, config.num_classes
+        )));
     }
     let crop = eval_t.crop;
     crate::limits::check_memory(
@@ -172,7 +176,8 @@ pub fn finetune(
         // Training keeps every activation for the backward pass: about 20× the inference working set.
         options.batch_size as u64 * 20 * crate::limits::forward_bytes_per_image(config.width, crop),
     )?;
-    let trainable = Trainable::new(&config, &tensors, &device, fresh_fc).map_err(|e| Error::Other(format!("cannot set up the model for training: {e}")))?;
+    let trainable = Trainable::new(&config, &tensors, &device, fresh_fc)
+        .map_err(|e| Error::Other(format!("cannot set up the model for training: {e}")))?;
     let rule = if options.moving_average { RunningStats::MovingAverage { momentum: 0.9 } } else { RunningStats::Accumulate };
     let mut sgd = Sgd::new(options.lr, options.momentum, options.weight_decay);
     let mut rng = Rng(options.seed ^ 0x5EED_5EED);
@@ -242,9 +247,16 @@ pub fn finetune(
             correct += pred.iter().zip(&labels).filter(|(p, y)| p == y).count();
             loss_sum += l * b as f64;
             seen += b;
-            on_event(FinetuneEvent::Step { epoch: epoch + 1, step: step + 1, steps, loss: loss_sum / seen as f64, top1: 100.0 * correct as f64 / seen as f64 });
+            on_event(FinetuneEvent::Step {
+                epoch: epoch + 1,
+                step: step + 1,
+                steps,
+                loss: loss_sum / seen as f64,
+                top1: 100.0 * correct as f64 / seen as f64,
+            });
         }
-        let mut line = serde_json::json!({"epoch": epoch + 1, "loss": loss_sum / seen as f64, "train_top1": 100.0 * correct as f64 / seen as f64});
+        let mut line =
+            serde_json::json!({"epoch": epoch + 1, "loss": loss_sum / seen as f64, "train_top1": 100.0 * correct as f64 / seen as f64});
         if let Some(val) = &options.val {
             let (t1, t5) = validate(&trainable, val, options.threads, &eval_t)?;
             line["val_top1"] = t1.into();
@@ -277,12 +289,20 @@ fn validate(t: &Trainable, dir: &Path, threads: usize, transform: &EvalTransform
     let mut tally = snzoo_eval::Tally::default();
     let opts = snzoo_eval::RunOptions { batch_size: 32, threads, transform: transform.clone() };
     let times = snzoo_eval::runner::StageTimes::default();
-    snzoo_eval::runner::run(&ds, &selection, &Default::default(), &mut crate::model::NetworkClassifier { net: &t.model, crop: transform.crop, device: Device::Cpu }, &opts, &times, |batch: &[snzoo_eval::ImageResult]| -> std::result::Result<(), String> {
-        for r in batch {
-            tally.add(r, &ds.samples[r.i].rel, None);
-        }
-        Ok(())
-    })
+    snzoo_eval::runner::run(
+        &ds,
+        &selection,
+        &Default::default(),
+        &mut crate::model::NetworkClassifier { net: &t.model, crop: transform.crop, device: Device::Cpu },
+        &opts,
+        &times,
+        |batch: &[snzoo_eval::ImageResult]| -> std::result::Result<(), String> {
+            for r in batch {
+                tally.add(r, &ds.samples[r.i].rel, None);
+            }
+            Ok(())
+        },
+    )
     .map_err(|e| Error::Other(format!("validation on {}: {e}", dir.display())))?;
     Ok((tally.top1(), tally.top5()))
 }

@@ -15,11 +15,15 @@ use clap::{Parser, Subcommand};
 use cli::{bench, classify, convert, eval, export, finetune, inspect, zoo};
 
 #[derive(Debug, Parser)]
-#[command(name = "snzoo", version, about = "Model zoo and evaluator for Switchable Normalization (SN) ResNets",
+#[command(
+    name = "snzoo",
+    version,
+    about = "Model zoo and evaluator for Switchable Normalization (SN) ResNets",
     long_about = "Model zoo and evaluator for Switchable Normalization (SN) ResNets.\n\n\
     Reads the released PyTorch checkpoints without Python, converts them to safetensors, and \
     classifies images with the exact preprocessing of the reference evaluation (PIL + torchvision).\n\n\
-    Exit codes: 0 success, 1 failure, 2 usage error.")]
+    Exit codes: 0 success, 1 failure, 2 usage error."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -65,6 +69,7 @@ fn main() {
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");
-        std::process::exit(1);
+        let usage = e.downcast_ref::<cli::UsageError>().is_some();
+        std::process::exit(if usage { 2 } else { 1 });
     }
 }

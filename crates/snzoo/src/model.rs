@@ -138,11 +138,17 @@ impl snzoo_eval::Classifier for NetworkClassifier<'_> {
 
 /// A loaded model.
 ///
-/// ```no_run
-/// let model = snzoo::Model::open("resnet50v1-sn-8x32-cosine")?; // or a .safetensors / .pth path
-/// for p in model.classify_file("photo.jpg".as_ref(), 5)? {
-///     println!("{:5.2}% {}", 100.0 * p.prob, p.label.unwrap_or("?"));
-/// }
+/// ```
+/// // `Model::open("resnet50v1-sn-8x32-cosine")` downloads a released model; a path opens a file.
+/// let model = snzoo::Model::bundled()?;
+/// let (_, photos) = snzoo::bundled::paths()?;
+/// let top = model.classify_file(&photos.join("n02123045/chelsea_420.jpg"), 5)?;
+/// assert_eq!(top.len(), 5);
+/// assert!(top.windows(2).all(|w| w[0].prob >= w[1].prob));
+///
+/// let x = model.preprocess_file(&photos.join("n07920052/coffee_444.jpg"))?;
+/// let features = model.features(&x, 1)?;
+/// assert_eq!(features.len(), model.config().feature_dim());
 /// # Ok::<(), snzoo::Error>(())
 /// ```
 pub struct Model {
@@ -162,6 +168,11 @@ impl Model {
         Self::open_with(spec.as_ref(), &ModelOptions::default(), &mut |_| {})
     }
 
+    /// The bundled tiny model (random weights, for tests and demos; see [`crate::bundled`]).
+    pub fn bundled() -> Result<Model> {
+        Self::from_file(&crate::bundled::paths()?.0, None, &ModelOptions::default())
+    }
+
     /// [`open`](Self::open) with options; `log` receives the zoo's progress messages.
     pub fn open_with(spec: &Path, options: &ModelOptions, log: &mut dyn FnMut(&str)) -> Result<Model> {
         let (path, card) = crate::zoo::resolve(spec, log)?;
@@ -171,12 +182,15 @@ impl Model {
     /// A model from a weights file (`.safetensors`, or a checkpoint converted in memory).
     pub fn from_file(path: &Path, card: Option<&'static ModelCard>, options: &ModelOptions) -> Result<Model> {
         let weights = Weights::open(path, &options.device)?;
-        let mut net = ResNet::new(&weights.config, weights.var_builder())
-            .map_err(|e| Error::Other(format!("cannot build the model from {}: {}", snzoo_fs::display_path(path), snzoo_model::error_message(&e))))?;
+        let mut net = ResNet::new(&weights.config, weights.var_builder()).map_err(|e| {
+            Error::Other(format!("cannot build the model from {}: {}", snzoo_fs::display_path(path), snzoo_model::error_message(&e)))
+        })?;
         match (options.precision, options.device.is_cpu()) {
             (Precision::F32, _) => {}
             (Precision::Bf16, true) => net = net.with_bf16_convolutions()?,
-            (Precision::Bf16, false) => return Err(Error::invalid("--dtype bf16 with --device cuda: only `snzoo bench` runs bf16 on CUDA so far")),
+            (Precision::Bf16, false) => {
+                return Err(Error::invalid("--dtype bf16 with --device cuda: only `snzoo bench` runs bf16 on CUDA so far"))
+            }
         }
         Ok(Model {
             net,
@@ -236,6 +250,17 @@ impl Model {
             return Err(Error::invalid(format!("{} input values are not {batch} images of 3x{crop}x{crop}", input.len())));
         }
         Ok(forward_batch(&self.net, input, batch, crop, &self.device)?)
+    }
+
+    /// The pooled penultimate features [batch, feature_dim] of a normalized batch (timm's
+    /// `forward_features` followed by the global average pool).
+    pub fn features(&self, input: &[f32], batch: usize) -> Result<Vec<f32>> {
+        let crop = self.transform.crop;
+        if input.len() != batch * 3 * crop * crop {
+            return Err(Error::invalid(format!("{} input values are not {batch} images of 3x{crop}x{crop}", input.len())));
+        }
+        let x = Tensor::from_slice(input, (batch, 3, crop, crop), &Device::Cpu)?.to_device(&self.device)?;
+        Ok(self.net.features(&x)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
     }
 
     /// The `top` best classes of one image file.

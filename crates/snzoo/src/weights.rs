@@ -32,7 +32,8 @@ fn map(path: &Path) -> Result<memmap2::Mmap> {
 /// sizes and the buffer's length are validated) without touching the tensor data.
 pub fn read_safetensors_info(path: &Path) -> Result<SafetensorsInfo> {
     let mmap = map(path)?;
-    let (_, meta) = safetensors::SafeTensors::read_metadata(&mmap).map_err(|source| Error::Safetensors { path: path.to_path_buf(), source })?;
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(&mmap).map_err(|source| Error::Safetensors { path: path.to_path_buf(), source })?;
     let mut shapes = BTreeMap::new();
     let mut dtypes = BTreeMap::new();
     for (name, info) in meta.tensors() {
@@ -55,10 +56,13 @@ pub fn is_safetensors(path: &Path) -> Result<bool> {
 /// bounds the work by the file's own size); recorded metadata must agree with it.
 pub fn architecture(path: &Path, info: &SafetensorsInfo) -> Result<ResNetConfig> {
     let groups = match info.metadata.get("groups") {
-        Some(g) => Some(g.parse::<usize>().map_err(|_| Error::BadMetadata { path: path.to_path_buf(), message: format!("`groups` is `{g}`") })?),
+        Some(g) => {
+            Some(g.parse::<usize>().map_err(|_| Error::BadMetadata { path: path.to_path_buf(), message: format!("`groups` is `{g}`") })?)
+        }
         None => None,
     };
-    let inferred = ResNetConfig::infer_with(&info.shapes, groups).map_err(|source| Error::NotAModel { path: path.to_path_buf(), source })?;
+    let inferred = ResNetConfig::infer_with(&info.shapes, groups)
+        .map_err(|source| Error::NotAModel { path: path.to_path_buf(), source: Box::new(source) })?;
     if info.metadata.contains_key("arch") {
         let declared = ResNetConfig::from_metadata(&info.metadata)
             .map_err(|e| Error::BadMetadata { path: path.to_path_buf(), message: format!("bad snzoo metadata: {e}") })?;
@@ -101,6 +105,13 @@ fn check_values(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Every tensor of a weights file in f32 with its architecture and metadata (for training).
+pub struct StateTensors {
+    pub config: ResNetConfig,
+    pub tensors: HashMap<String, candle_core::Tensor>,
+    pub metadata: HashMap<String, String>,
+}
+
 /// Weights ready to build a network from.
 pub struct Weights {
     pub path: PathBuf,
@@ -136,14 +147,14 @@ impl Weights {
 
     /// Every tensor, by state-dict name, in f32 on `device` (for training), with the
     /// architecture and the file's metadata.
-    pub fn tensors(path: &Path, device: &Device) -> Result<(ResNetConfig, HashMap<String, candle_core::Tensor>, HashMap<String, String>)> {
+    pub fn tensors(path: &Path, device: &Device) -> Result<StateTensors> {
         if is_safetensors(path)? {
             let info = read_safetensors_info(path)?;
             let config = architecture(path, &info)?;
             check_values(path)?;
             let tensors = candle_core::safetensors::load(path, device)?;
             let tensors = tensors.into_iter().map(|(k, t)| Ok((k, t.to_dtype(DType::F32)?))).collect::<candle_core::Result<_>>()?;
-            return Ok((config, tensors, info.metadata));
+            return Ok(StateTensors { config, tensors, metadata: info.metadata });
         }
         let converted = crate::convert::convert_checkpoint(path, Some(snzoo_convert::DType::F32))?;
         let mut tensors = HashMap::new();
@@ -151,6 +162,6 @@ impl Weights {
             let v: Vec<f32> = t.to_f64_vec().into_iter().map(|x| x as f32).collect();
             tensors.insert(k, candle_core::Tensor::from_vec(v, t.shape.clone(), device)?);
         }
-        Ok((converted.config, tensors, converted.metadata))
+        Ok(StateTensors { config: converted.config, tensors, metadata: converted.metadata })
     }
 }

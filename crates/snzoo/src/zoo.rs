@@ -39,9 +39,8 @@ pub fn ensure_converted(card: &ModelCard, fetch: Fetch<'_>) -> Result<PathBuf> {
             // A converted file made from the file just refused is not the model either; one
             // made from the good checkpoint (another upload was refused) stays.
             if let ZooError::ChecksumMismatch { actual, .. } = &e {
-                let from_refused = crate::weights::read_safetensors_info(&converted)
-                    .ok()
-                    .is_some_and(|h| h.metadata.get("source_sha256") == Some(actual));
+                let from_refused =
+                    crate::weights::read_safetensors_info(&converted).ok().is_some_and(|h| h.metadata.get("source_sha256") == Some(actual));
                 if from_refused {
                     let _ = std::fs::remove_file(&converted);
                 }
@@ -50,16 +49,21 @@ pub fn ensure_converted(card: &ModelCard, fetch: Fetch<'_>) -> Result<PathBuf> {
         }
     };
     match verified.checksum {
-        ChecksumSource::Unknown => log(&format!("no sha256 is known for this model; it is {} (recorded once it converts)", verified.sha256)),
-        c => log(&format!("sha256 {} verified ({})", verified.sha256, match c {
-            ChecksumSource::Given => "given",
-            ChecksumSource::Card => "card",
-            _ => "recorded",
-        })),
+        ChecksumSource::Unknown => {
+            log(&format!("no sha256 is known for this model; it is {} (recorded once it converts)", verified.sha256))
+        }
+        c => log(&format!(
+            "sha256 {} verified ({})",
+            verified.sha256,
+            match c {
+                ChecksumSource::Given => "given",
+                ChecksumSource::Card => "card",
+                _ => "recorded",
+            }
+        )),
     }
-    let up_to_date = crate::weights::read_safetensors_info(&converted)
-        .ok()
-        .is_some_and(|h| h.metadata.get("source_sha256") == Some(&verified.sha256));
+    let up_to_date =
+        crate::weights::read_safetensors_info(&converted).ok().is_some_and(|h| h.metadata.get("source_sha256") == Some(&verified.sha256));
     if !up_to_date {
         // GroupNorm's group count is not in the weights: the card says it.
         let result = crate::convert::convert_checkpoint_with(&verified.path, None, card.normalization.groups).and_then(|c| {

@@ -16,8 +16,7 @@ fn metadata(path: &Path) -> std::collections::HashMap<String, String> {
 
 fn convert_records_the_architecture_and_source() {
     let dir = tempfile::tempdir().unwrap();
-    let manifest: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture("models/manifest.json")).unwrap()).unwrap();
+    let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture("models/manifest.json")).unwrap()).unwrap();
     for m in manifest.as_array().unwrap() {
         let name = m["name"].as_str().unwrap();
         let out = dir.path().join(format!("{name}.safetensors"));
@@ -46,8 +45,7 @@ fn convert_records_the_architecture_and_source() {
 /// Classify the bundled photos with the bundled tiny model: same logits and top-5 as PyTorch.
 fn classify_matches_pytorch_on_real_photos() {
     let dir = tempfile::tempdir().unwrap();
-    let expected: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixture("classify/expected.json")).unwrap()).unwrap();
+    let expected: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture("classify/expected.json")).unwrap()).unwrap();
     let images: Vec<PathBuf> =
         expected["images"].as_array().unwrap().iter().map(|n| fixture(&format!("images/{}", n.as_str().unwrap()))).collect();
     let weights = dir.path().join("tiny.safetensors");
@@ -236,7 +234,13 @@ fn a_recorded_protocol_feeds_classify_and_eval() {
     let r: serde_json::Value = serde_json::from_str(&ok(&["eval", "-w", s(&w), "--json", "-q"])).unwrap();
     assert_eq!((r["preprocess"]["resize"].as_u64(), r["preprocess"]["interpolation"].as_str()), (Some(238), Some("bicubic")));
     // An unknown card name is an error.
-    let out = snzoo(&["convert", s(&fixture("models/tiny-resnet50v1-sn.pth")), s(&dir.path().join("o.safetensors")), "--protocol", "no-such-model"]);
+    let out = snzoo(&[
+        "convert",
+        s(&fixture("models/tiny-resnet50v1-sn.pth")),
+        s(&dir.path().join("o.safetensors")),
+        "--protocol",
+        "no-such-model",
+    ]);
     assert_eq!(out.status.code(), Some(1));
 }
 
@@ -280,7 +284,8 @@ fn main() {
         Trial::test("classify_in_bf16_stays_close", || {
             classify_in_bf16_stays_close();
             Ok(())
-        }).with_ignored_flag(!bf16),
+        })
+        .with_ignored_flag(!bf16),
         Trial::test("device_flag_is_checked", || {
             device_flag_is_checked();
             Ok(())

@@ -16,8 +16,10 @@ mod common;
 use common::fixture;
 
 /// The tiny model converted, as (tensors, metadata, the file's bytes).
-fn converted() -> &'static (Vec<(String, snzoo_convert::Tensor)>, HashMap<String, String>, Vec<u8>) {
-    static C: OnceLock<(Vec<(String, snzoo_convert::Tensor)>, HashMap<String, String>, Vec<u8>)> = OnceLock::new();
+type Converted = (Vec<(String, snzoo_convert::Tensor)>, HashMap<String, String>, Vec<u8>);
+
+fn converted() -> &'static Converted {
+    static C: OnceLock<Converted> = OnceLock::new();
     C.get_or_init(|| {
         let c = snzoo::convert::convert_checkpoint(&fixture("models/tiny-resnet50v1-sn.pth"), None).unwrap();
         let bytes = snzoo_convert::serialize_safetensors(&c.tensors, &c.metadata).unwrap();

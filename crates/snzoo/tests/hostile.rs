@@ -27,6 +27,8 @@ fn fails_with(o: &Output, needles: &[&str]) {
 }
 
 /// Runs snzoo with a deadline (a hang is a failure), returning its output and peak RSS in bytes.
+/// The child is reaped with `wait4` (for its resource usage), which clippy cannot see.
+#[allow(clippy::zombie_processes)]
 fn run_bounded(args: &[&str], env: &[(&str, &str)], deadline: Duration) -> (Output, u64) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_snzoo"));
     c.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -229,7 +231,11 @@ fn file_names_that_are_not_utf8_are_classified_and_escaped() {
     assert!(j[0]["image"].as_str().unwrap().ends_with("caf\\xe9.jpg"), "{}", j[0]["image"]);
     assert_eq!(j[0]["top"].as_array().unwrap().len(), 5);
     // The plain listing and an error message name it the same way.
-    let out = Command::new(env!("CARGO_BIN_EXE_snzoo")).args(["classify", "-w", s(&tiny())]).arg(d.path().join(std::ffi::OsStr::from_bytes(b"gone\xff.jpg"))).output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_snzoo"))
+        .args(["classify", "-w", s(&tiny())])
+        .arg(d.path().join(std::ffi::OsStr::from_bytes(b"gone\xff.jpg")))
+        .output()
+        .unwrap();
     fails_with(&out, &["gone\\xff.jpg"]);
 }
 
@@ -348,7 +354,11 @@ fn converted_files_are_deterministic_and_readable() {
     let stale = d.path().join(".a.safetensors.snzoo-99999999-0.tmp");
     std::fs::write(&stale, vec![0u8; 1 << 20]).unwrap();
     for out in [&a, &b] {
-        let o = Command::new("sh").arg("-c").arg(format!("umask 022; exec '{}' convert '{}' '{}'", env!("CARGO_BIN_EXE_snzoo"), s(&tiny()), s(out))).output().unwrap();
+        let o = Command::new("sh")
+            .arg("-c")
+            .arg(format!("umask 022; exec '{}' convert '{}' '{}'", env!("CARGO_BIN_EXE_snzoo"), s(&tiny()), s(out)))
+            .output()
+            .unwrap();
         assert!(o.status.success(), "{}", stderr(&o));
         assert_eq!(std::fs::metadata(out).unwrap().permissions().mode() & 0o777, 0o644);
     }
@@ -362,7 +372,17 @@ fn converted_files_are_deterministic_and_readable() {
 fn finetune_refuses_hyper_parameters_that_cannot_train() {
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("ft.safetensors");
-    for (flag, value) in [("--lr", "nan"), ("--lr", "inf"), ("--lr", "1e30"), ("--lr", "0"), ("--momentum", "nan"), ("--momentum", "1"), ("--weight-decay", "nan"), ("--weight-decay", "-1"), ("--dropout", "nan")] {
+    for (flag, value) in [
+        ("--lr", "nan"),
+        ("--lr", "inf"),
+        ("--lr", "1e30"),
+        ("--lr", "0"),
+        ("--momentum", "nan"),
+        ("--momentum", "1"),
+        ("--weight-decay", "nan"),
+        ("--weight-decay", "-1"),
+        ("--dropout", "nan"),
+    ] {
         let arg = format!("{flag}={value}");
         let o = snzoo(&["finetune", "-w", s(&tiny()), "--data", s(&fixture("evalset")), "-o", s(&out), &arg, "-q"]);
         fails_with(&o, &[flag]);

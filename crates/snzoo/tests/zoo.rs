@@ -35,13 +35,16 @@ struct Response {
     cut_after: Option<usize>,
 }
 
+/// Each request's path and Range header.
+type RequestLog = Arc<Mutex<Vec<(String, Option<String>)>>>;
+
 type Handler = Arc<dyn Fn(&Request) -> Response + Send + Sync>;
 
 /// A one-thread-per-connection HTTP/1.1 server on 127.0.0.1 that logs each request's path and
 /// Range header. It runs until the test process ends.
 struct Server {
     base: String,
-    log: Arc<Mutex<Vec<(String, Option<String>)>>>,
+    log: RequestLog,
 }
 
 fn serve(handler: Handler) -> Server {
@@ -258,7 +261,8 @@ fn a_wrong_checksum_leaves_nothing_usable() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("checksum mismatch") && err.contains(&sha256_hex(&data)), "{err}");
-    let names: Vec<String> = std::fs::read_dir(zoo.model_dir()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(zoo.model_dir()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names.len(), 1, "{names:?}");
     assert!(names[0].starts_with("tiny.pth.bad-"), "{names:?}");
     // Nothing usable: the name does not resolve to weights without a new, verified download.
@@ -279,7 +283,12 @@ fn google_drive_large_file_confirmation() {
             let page = format!(
                 r#"<!DOCTYPE html><html><head><title>Google Drive - Virus scan warning</title></head><body><p>Google Drive can't scan this file for viruses.</p><form id="download-form" action="/download" method="get"><input type="submit" id="uc-download-link" value="Download anyway"/><input type="hidden" name="id" value="{id}"><input type="hidden" name="export" value="download"><input type="hidden" name="confirm" value="t"><input type="hidden" name="uuid" value="0d1e-77"></form></body></html>"#
             );
-            return Response { status: 200, headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())], body: page.into_bytes(), cut_after: None };
+            return Response {
+                status: 200,
+                headers: vec![("Content-Type".into(), "text/html; charset=utf-8".into())],
+                body: page.into_bytes(),
+                cut_after: None,
+            };
         }
         if req.path == format!("/download?id={id}&export=download&confirm=t&uuid=0d1e-77") {
             return range_response(req, &served, false, vec![]);
@@ -287,7 +296,10 @@ fn google_drive_large_file_confirmation() {
         Response { status: 404, headers: vec![], body: vec![], cut_after: None }
     }));
     // The look-alike's form action is relative (Drive's is absolute): both resolve.
-    let zoo = Zoo::new(&format!("kind = \"google_drive\"\nid = \"{id}\"\nurl = \"https://drive.google.com/open?id={id}\""), Some(&sha256_hex(&data)));
+    let zoo = Zoo::new(
+        &format!("kind = \"google_drive\"\nid = \"{id}\"\nurl = \"https://drive.google.com/open?id={id}\""),
+        Some(&sha256_hex(&data)),
+    );
     let out = zoo.run(&["download", "tiny-sn", "-q"], &[("SNZOO_GDRIVE_ENDPOINT", &server.base)]);
     assert_ok(&out);
     assert!(stdout_last_line(&out).ends_with("model.safetensors"));
@@ -301,13 +313,17 @@ fn hugging_face_hub_through_hf_hub() {
     let served = data.clone();
     let server = serve(Arc::new(move |req: &Request| {
         if req.path == "/snzoo-test/tiny-sn/resolve/main/tiny.pth" {
-            let extra = vec![("ETag".into(), "\"0123abcd\"".into()), ("X-Repo-Commit".into(), "c0ffee0000000000000000000000000000000000".into())];
+            let extra =
+                vec![("ETag".into(), "\"0123abcd\"".into()), ("X-Repo-Commit".into(), "c0ffee0000000000000000000000000000000000".into())];
             return range_response(req, &served, false, extra);
         }
         Response { status: 404, headers: vec![], body: vec![], cut_after: None }
     }));
-    let zoo = Zoo::new(r#"kind = "url"
-url = "http://127.0.0.1:9/unused""#, Some(&sha256_hex(&data)));
+    let zoo = Zoo::new(
+        r#"kind = "url"
+url = "http://127.0.0.1:9/unused""#,
+        Some(&sha256_hex(&data)),
+    );
     let out = zoo.run(&["download", "tiny-sn", "--url", "hf://snzoo-test/tiny-sn/tiny.pth", "-q"], &[("HF_ENDPOINT", &server.base)]);
     assert_ok(&out);
     // hf-hub's standard cache layout under HF_HOME.
@@ -352,7 +368,12 @@ fn from_file_unknown_checksums_are_recorded_and_names_work_everywhere() {
 
 #[test]
 fn list_matches_the_release_table() {
-    let out = Command::new(env!("CARGO_BIN_EXE_snzoo")).args(["list", "--json"]).env("SNZOO_HOME", tempfile::tempdir().unwrap().path()).env_remove("SNZOO_CARDS_DIR").output().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_snzoo"))
+        .args(["list", "--json"])
+        .env("SNZOO_HOME", tempfile::tempdir().unwrap().path())
+        .env_remove("SNZOO_CARDS_DIR")
+        .output()
+        .unwrap();
     assert_ok(&out);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let got: Vec<(String, String, f64, f64, bool)> = list
@@ -360,7 +381,15 @@ fn list_matches_the_release_table() {
         .unwrap()
         .iter()
         .filter(|m| m["name"].as_str().unwrap().contains("-sn-"))
-        .map(|m| (m["name"].as_str().unwrap().into(), m["arch"].as_str().unwrap().into(), m["top1"].as_f64().unwrap(), m["top5"].as_f64().unwrap(), m["using_bn"].as_bool().unwrap()))
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap().into(),
+                m["arch"].as_str().unwrap().into(),
+                m["top1"].as_f64().unwrap(),
+                m["top5"].as_f64().unwrap(),
+                m["using_bn"].as_bool().unwrap(),
+            )
+        })
         .collect();
     // In the release table's order.
     let want = vec![
@@ -375,7 +404,10 @@ fn list_matches_the_release_table() {
     let want: Vec<(String, String, f64, f64, bool)> = want.into_iter().map(|(a, b, c, d, e)| (a.into(), b.into(), c, d, e)).collect();
     assert_eq!(got, want);
     let names: Vec<&str> = list.as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
-    assert_eq!(&names[7..], ["torchvision-resnet50", "tf-slim-resnet_v1_50", "msra-caffe-resnet50", "fb-resnet-torch-resnet50", "timm-resnet50_gn.a1h_in1k"]);
+    assert_eq!(
+        &names[7..],
+        ["torchvision-resnet50", "tf-slim-resnet_v1_50", "msra-caffe-resnet50", "fb-resnet-torch-resnet50", "timm-resnet50_gn.a1h_in1k"]
+    );
 }
 
 /// `inspect` against the softmax of the checkpoint's own `mean_weight`/`var_weight`, computed
@@ -411,7 +443,10 @@ fn inspect_equals_the_softmax_of_the_weights() {
     let d = tempfile::tempdir().unwrap();
     let (svg, png) = (d.path().join("sn.svg"), d.path().join("sn.png"));
     for p in [&svg, &png] {
-        let o = Command::new(env!("CARGO_BIN_EXE_snzoo")).args(["inspect", pth.to_str().unwrap(), "--plot", p.to_str().unwrap()]).output().unwrap();
+        let o = Command::new(env!("CARGO_BIN_EXE_snzoo"))
+            .args(["inspect", pth.to_str().unwrap(), "--plot", p.to_str().unwrap()])
+            .output()
+            .unwrap();
         assert_ok(&o);
     }
     let text = std::fs::read_to_string(&svg).unwrap();
@@ -442,9 +477,11 @@ fn export_writes_a_hugging_face_folder() {
     // The exported weights classify like the original.
     let img = fixture("images/chelsea_420.jpg");
     let a = zoo.run(&["classify", "--weights", out.join("model.safetensors").to_str().unwrap(), img.to_str().unwrap(), "--json"], &[]);
-    let b = zoo.run(&["classify", "--weights", fixture("models/tiny-resnet50v1-sn.pth").to_str().unwrap(), img.to_str().unwrap(), "--json"], &[]);
+    let b = zoo
+        .run(&["classify", "--weights", fixture("models/tiny-resnet50v1-sn.pth").to_str().unwrap(), img.to_str().unwrap(), "--json"], &[]);
     assert_ok(&a);
-    let (a, b): (serde_json::Value, serde_json::Value) = (serde_json::from_slice(&a.stdout).unwrap(), serde_json::from_slice(&b.stdout).unwrap());
+    let (a, b): (serde_json::Value, serde_json::Value) =
+        (serde_json::from_slice(&a.stdout).unwrap(), serde_json::from_slice(&b.stdout).unwrap());
     assert_eq!(a[0]["top"], b[0]["top"]);
 }
 
@@ -456,7 +493,8 @@ fn hub_answers_cannot_escape_the_cache() {
     let outside = tempfile::tempdir().unwrap();
     let target = outside.path().join("x");
     let climb = format!("../../../../../../../../../..{}", target.display());
-    for (etag, commit) in [(climb.clone(), "c0ffee0000000000000000000000000000000000".to_string()), ("0123abcd".to_string(), climb.clone())] {
+    for (etag, commit) in [(climb.clone(), "c0ffee0000000000000000000000000000000000".to_string()), ("0123abcd".to_string(), climb.clone())]
+    {
         let served = data.clone();
         let (etag2, commit2) = (etag.clone(), commit.clone());
         let server = serve(Arc::new(move |req: &Request| {
@@ -532,7 +570,8 @@ fn only_a_file_that_converts_is_recorded() {
     let out = zoo.run(&["download", "tiny-sn", "--from-file", page.to_str().unwrap()], &[]);
     assert_eq!(out.status.code(), Some(1));
     assert!(!zoo.model_dir().join("sha256").exists());
-    let names: Vec<String> = std::fs::read_dir(zoo.model_dir()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    let names: Vec<String> =
+        std::fs::read_dir(zoo.model_dir()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert!(names.iter().any(|n| n.starts_with("tiny.pth.invalid-")), "{names:?}");
     assert!(!names.iter().any(|n| n == "tiny.pth" || n == "model.safetensors"), "{names:?}");
 
@@ -591,7 +630,10 @@ fn a_groupnorm_model_from_the_hub() {
     let served = hub_file.clone();
     let server = serve(Arc::new(move |req: &Request| {
         if req.path == "/snzoo-test/tiny-gn/resolve/main/model.safetensors" {
-            let extra = vec![("ETag".into(), format!("\"{}\"", sha256_hex(&served))), ("X-Repo-Commit".into(), "0123456789abcdef0123456789abcdef01234567".into())];
+            let extra = vec![
+                ("ETag".into(), format!("\"{}\"", sha256_hex(&served))),
+                ("X-Repo-Commit".into(), "0123456789abcdef0123456789abcdef01234567".into()),
+            ];
             return range_response(req, &served, false, extra);
         }
         Response { status: 404, headers: vec![], body: vec![], cut_after: None }
@@ -621,7 +663,21 @@ fn a_groupnorm_model_from_the_hub() {
     }
     let labels = zoo.dir.path().join("labels.txt");
     std::fs::write(&labels, "chelsea_420.jpg 3\ncoffee_444.jpg 7\nrocket_gray.jpg 0\n").unwrap();
-    let r = zoo.run(&["eval", "tiny-sn", "--data", data.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--json", "-q", "--results-csv", zoo.dir.path().join("r.csv").to_str().unwrap()], &[]);
+    let r = zoo.run(
+        &[
+            "eval",
+            "tiny-sn",
+            "--data",
+            data.to_str().unwrap(),
+            "--labels",
+            labels.to_str().unwrap(),
+            "--json",
+            "-q",
+            "--results-csv",
+            zoo.dir.path().join("r.csv").to_str().unwrap(),
+        ],
+        &[],
+    );
     assert_ok(&r);
     let report: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
     assert_eq!((report["preprocess"]["resize"].as_u64(), report["preprocess"]["interpolation"].as_str()), (Some(238), Some("bicubic")));

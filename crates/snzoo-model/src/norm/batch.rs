@@ -22,7 +22,12 @@ impl BatchNorm2d {
     pub fn new(channels: usize, vb: VarBuilder) -> Result<Self> {
         let running_var = vb.get(channels, "running_var")?;
         check_variance(&running_var, &vb.prefix())?;
-        Ok(Self { weight: vb.get(channels, "weight")?, bias: vb.get(channels, "bias")?, running_mean: vb.get(channels, "running_mean")?, running_var })
+        Ok(Self {
+            weight: vb.get(channels, "weight")?,
+            bias: vb.get(channels, "bias")?,
+            running_mean: vb.get(channels, "running_mean")?,
+            running_var,
+        })
     }
 
     /// A BatchNorm layer at `prefix`: it has running statistics of rank 1.
@@ -31,7 +36,14 @@ impl BatchNorm2d {
     }
 
     fn op(&self, relu: bool) -> Result<ChannelAffine> {
-        Ok(ChannelAffine::batch_norm(&values(&self.weight)?, &values(&self.bias)?, &values(&self.running_mean)?, &values(&self.running_var)?, NORM_EPS, relu))
+        Ok(ChannelAffine::batch_norm(
+            &values(&self.weight)?,
+            &values(&self.bias)?,
+            &values(&self.running_mean)?,
+            &values(&self.running_var)?,
+            NORM_EPS,
+            relu,
+        ))
     }
 }
 

@@ -21,7 +21,7 @@ pub struct GroupNorm2d {
 
 impl GroupNorm2d {
     pub fn new(channels: usize, groups: usize, vb: VarBuilder) -> Result<Self> {
-        if groups == 0 || channels % groups != 0 {
+        if groups == 0 || !channels.is_multiple_of(groups) {
             candle_core::bail!("{}: GroupNorm of {groups} groups cannot normalize {channels} channels", vb.prefix());
         }
         Ok(Self { groups, weight: vb.get(channels, "weight")?, bias: vb.get(channels, "bias")? })

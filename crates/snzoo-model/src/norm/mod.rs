@@ -128,7 +128,7 @@ impl NormSpec {
     /// Whether `channels` can be normalized (GroupNorm needs a multiple of its groups).
     pub fn accepts(&self, channels: usize) -> bool {
         match *self {
-            NormSpec::Group { groups } => groups > 0 && channels % groups == 0,
+            NormSpec::Group { groups } => groups > 0 && channels.is_multiple_of(groups),
             _ => true,
         }
     }

@@ -80,7 +80,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         bail!("--dtype f16 runs on CUDA only (--device cuda): neither candle 0.11's CPU matmul nor snzoo has f16 CPU kernels");
     }
     let dtype = if cpu_bf16 { DType::F32 } else { dtype };
-    let (config, tensors, _) = snzoo::weights::Weights::tensors(&path, &device)?;
+    let snzoo::weights::StateTensors { config, tensors, .. } = snzoo::weights::Weights::tensors(&path, &device)?;
     // The input batch and its logits, and a forward pass per thread (one image per thread; a
     // single thread runs the whole batch at once).
     let working = if threads > 1 { threads.min(args.batch_size) } else { args.batch_size } as u64;
@@ -148,7 +148,18 @@ fn pipeline(args: &BenchArgs, weights: &std::path::Path, threads: usize) -> Resu
         .arg(weights)
         .arg("--data")
         .arg(data)
-        .args(["--batch-size", &args.batch_size.to_string(), "--threads", &threads.to_string(), "--device", &args.device, "--dtype", &args.dtype, "--json", "--quiet"])
+        .args([
+            "--batch-size",
+            &args.batch_size.to_string(),
+            "--threads",
+            &threads.to_string(),
+            "--device",
+            &args.device,
+            "--dtype",
+            &args.dtype,
+            "--json",
+            "--quiet",
+        ])
         .output()
         .context("cannot run snzoo eval")?;
     if !out.status.success() {
@@ -163,7 +174,12 @@ fn pipeline(args: &BenchArgs, weights: &std::path::Path, threads: usize) -> Resu
     if args.json {
         println!("{}", serde_json::to_string_pretty(&res)?);
     } else {
-        println!("pipeline: {:.2} images/s over {} images ({})", res["images_per_second"].as_f64().unwrap_or(0.0), res["images"], res["stage_seconds"]);
+        println!(
+            "pipeline: {:.2} images/s over {} images ({})",
+            res["images_per_second"].as_f64().unwrap_or(0.0),
+            res["images"],
+            res["stage_seconds"]
+        );
     }
     Ok(())
 }

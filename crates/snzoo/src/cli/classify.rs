@@ -45,8 +45,9 @@ pub struct ClassifyArgs {
     #[command(flatten)]
     pub compute: super::ComputeArgs,
     /// [MODEL] IMAGE...: image files (JPEG, PNG, ...; the format is read from the content, not the
-    /// name), preceded by the model when --weights is not given.
-    #[arg(required = true, value_name = "IMAGE")]
+    /// name), preceded by the model when --weights is not given. With neither model nor images:
+    /// the bundled tiny model on the bundled sample photos (a demo that needs no files).
+    #[arg(value_name = "IMAGE")]
     pub images: Vec<PathBuf>,
 }
 
@@ -59,7 +60,8 @@ struct NpyOut {
 impl NpyOut {
     fn create(path: &Path, target: &Path, shape: &[usize]) -> Result<NpyOut> {
         let file = AtomicFile::create(target)?;
-        let writer = NpyF32Writer::new(std::io::BufWriter::with_capacity(1 << 20, file), shape).with_context(|| format!("cannot write {}", path.display()))?;
+        let writer = NpyF32Writer::new(std::io::BufWriter::with_capacity(1 << 20, file), shape)
+            .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(NpyOut { writer, path: path.to_path_buf() })
     }
 
@@ -76,10 +78,22 @@ impl NpyOut {
 }
 
 pub fn run(args: &ClassifyArgs) -> Result<()> {
+    let bundled;
     let (spec, images) = match &args.weights {
+        Some(_) if args.images.is_empty() => return Err(super::UsageError("give at least one image".into()).into()),
         Some(w) => (w.clone(), &args.images[..]),
         None if args.images.len() >= 2 => (args.images[0].clone(), &args.images[1..]),
-        None => bail!("give the model (--weights W, or a name or file before the images) and at least one image"),
+        None if args.images.is_empty() => {
+            let (model, data) = snzoo::bundled::paths()?;
+            bundled = snzoo::bundled::SAMPLES.iter().map(|(name, _)| data.join(name)).collect::<Vec<_>>();
+            (model, &bundled[..])
+        }
+        None => {
+            return Err(super::UsageError(
+                "give the model (--weights W, or a name or file before the images) and at least one image".into(),
+            )
+            .into())
+        }
     };
     let model = args.compute.open(&spec, false)?;
     let crop = model.transform().crop;
@@ -99,7 +113,8 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
     let threads = rayon::current_num_threads();
     snzoo::limits::check_memory(
         &format!("classifying with --batch-size {}", args.batch_size),
-        args.batch_size as u64 * snzoo::limits::input_bytes(crop) + threads as u64 * snzoo::limits::forward_bytes_per_image(model.config().width, crop),
+        args.batch_size as u64 * snzoo::limits::input_bytes(crop)
+            + threads as u64 * snzoo::limits::forward_bytes_per_image(model.config().width, crop),
     )?;
     let mut input_out = save_input.map(|(p, t)| NpyOut::create(p, &t, &[n, 3, crop, crop])).transpose()?;
     let mut logits_out = save_logits.map(|(p, t)| NpyOut::create(p, &t, &[n, classes])).transpose()?;
@@ -123,13 +138,21 @@ pub fn run(args: &ClassifyArgs) -> Result<()> {
         o.commit()?;
     }
     if args.json {
-        let arr: Vec<serde_json::Value> = results.iter().map(|(p, top)| serde_json::json!({"image": display_path(p), "top": top})).collect();
+        let arr: Vec<serde_json::Value> =
+            results.iter().map(|(p, top)| serde_json::json!({"image": display_path(p), "top": top})).collect();
         println!("{}", serde_json::to_string_pretty(&arr)?);
     } else {
         for (path, top) in &results {
             println!("{}", display_path(path));
             for p in top {
-                println!("  {:>4}  {:<10} {:>7.3}%  {:>9.4}  {}", p.index, p.wnid.unwrap_or("-"), p.prob * 100.0, p.logit, p.label.unwrap_or(""));
+                println!(
+                    "  {:>4}  {:<10} {:>7.3}%  {:>9.4}  {}",
+                    p.index,
+                    p.wnid.unwrap_or("-"),
+                    p.prob * 100.0,
+                    p.logit,
+                    p.label.unwrap_or("")
+                );
             }
         }
     }

@@ -35,7 +35,8 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
     let dtype: DType = args.dtype.parse().map_err(anyhow::Error::msg)?;
     let protocol = match &args.protocol {
         Some(name) => {
-            let card = snzoo::snzoo_zoo::card(name).ok_or_else(|| anyhow::anyhow!("--protocol {name}: no model of that name (see `snzoo list`)"))?;
+            let card = snzoo::snzoo_zoo::card(name)
+                .ok_or_else(|| anyhow::anyhow!("--protocol {name}: no model of that name (see `snzoo list`)"))?;
             Some(snzoo::protocol::from_card(card)?)
         }
         None => None,

@@ -11,10 +11,6 @@ use snzoo::snzoo_eval::Tally;
 use snzoo::snzoo_fs::display_path;
 use snzoo::{EvalEvent, EvalOptions};
 
-/// The bundled default: a tiny SN ResNet-50 and a small labelled ImageFolder of real photos.
-const BUNDLED_WEIGHTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/models/tiny-resnet50v1-sn.pth");
-const BUNDLED_DATA: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../fixtures/evalset");
-
 #[derive(Debug, clap::Args)]
 pub struct EvalArgs {
     /// The model: a name from `snzoo list` (downloaded if needed; the report then carries the
@@ -102,7 +98,10 @@ fn print_summary(r: &Report) {
         r.real_top1.map(|v| format!("  ReaL top-1 {v:.3}%")).unwrap_or_default()
     );
     if let Some(c) = &r.claim {
-        println!("claimed ({}): top-1 {:.2}%  top-5 {:.2}%  (delta {:+.3} / {:+.3})", c.model, c.claimed_top1, c.claimed_top5, c.delta_top1, c.delta_top5);
+        println!(
+            "claimed ({}): top-1 {:.2}%  top-5 {:.2}%  (delta {:+.3} / {:+.3})",
+            c.model, c.claimed_top1, c.claimed_top5, c.delta_top1, c.delta_top5
+        );
     }
     if let Some(loss) = r.loss {
         let t = &r.stage_seconds;
@@ -182,10 +181,11 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
         return merge(args, files);
     }
     let weights_arg = args.model.clone().or_else(|| args.weights.clone());
+    // The bundled default (embedded in the binary): a tiny SN ResNet-50 and a small sample set.
     let (weights_spec, data) = match (&weights_arg, &args.data) {
         (w, Some(d)) => (w.clone().context("--weights is required with --data")?, d.clone()),
-        (None, None) => (PathBuf::from(BUNDLED_WEIGHTS), PathBuf::from(BUNDLED_DATA)),
-        (Some(w), None) => (w.clone(), PathBuf::from(BUNDLED_DATA)),
+        (None, None) => snzoo::bundled::paths()?,
+        (Some(w), None) => (w.clone(), snzoo::bundled::paths()?.1),
     };
     let threads = super::init_threads(args.threads)?;
     let dataset = Dataset::discover(&data, args.labels.as_deref()).with_context(|| format!("dataset {}", display_path(&data)))?;
@@ -213,7 +213,11 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
         }
         EvalEvent::Changed { count } => {
             if !quiet {
-                eprintln!("{count} journaled image{} changed since; computing {} again", if count == 1 { "" } else { "s" }, if count == 1 { "it" } else { "them" });
+                eprintln!(
+                    "{count} journaled image{} changed since; computing {} again",
+                    if count == 1 { "" } else { "s" },
+                    if count == 1 { "it" } else { "them" }
+                );
             }
         }
         EvalEvent::Progress { tally, selected, resumed } => {

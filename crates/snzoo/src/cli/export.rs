@@ -127,9 +127,9 @@ pub fn run(args: &ExportArgs) -> Result<()> {
                 .with_context(|| format!("{} is not an snzoo eval report", r.display()))?;
             Some((rep.top1, rep.top5, format!("{} ({} images)", rep.dataset.path, rep.images)))
         }
-        None => card.and_then(|c| Store::from_env().last_results(&c.name)).and_then(|v| {
-            Some((v["top1"].as_f64()?, v["top5"].as_f64()?, format!("{} ({} images)", v["dataset"].as_str()?, v["images"])))
-        }),
+        None => card
+            .and_then(|c| Store::from_env().last_results(&c.name))
+            .and_then(|v| Some((v["top1"].as_f64()?, v["top5"].as_f64()?, format!("{} ({} images)", v["dataset"].as_str()?, v["images"])))),
     };
     let name = card.map_or(config.arch_name(), |c| c.name.clone());
     let id2label: serde_json::Map<String, serde_json::Value> = if config.num_classes == snzoo::snzoo_imagenet::NUM_CLASSES {

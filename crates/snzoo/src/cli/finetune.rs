@@ -94,7 +94,10 @@ pub fn run(args: &FinetuneArgs) -> Result<()> {
     let steps = dataset.samples.len().div_ceil(args.batch_size) * args.epochs;
     let bar = (!args.quiet && std::io::stderr().is_terminal()).then(|| {
         let b = indicatif::ProgressBar::new(steps as u64);
-        b.set_style(indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}").expect("template"));
+        b.set_style(
+            indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} steps [{elapsed_precise}<{eta_precise}] {msg}")
+                .expect("template"),
+        );
         b
     });
     let quiet = args.quiet;

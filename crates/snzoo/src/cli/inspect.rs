@@ -57,14 +57,18 @@ pub fn svg(title: &str, layers: &[LayerImportance]) -> String {
                 let y = y0 + panel_h - acc - h;
                 s.push_str(&format!(
                     "<rect x=\"{x:.1}\" y=\"{y:.2}\" width=\"{bar}\" height=\"{h:.2}\" fill=\"{}\"><title>{} {}: {v:.4}</title></rect>\n",
-                    COLORS[k], xml_escape(&l.layer), NAMES[k]
+                    COLORS[k],
+                    xml_escape(&l.layer),
+                    NAMES[k]
                 ));
                 acc += h;
             }
             let ly = y0 + panel_h + 6.0;
             s.push_str(&format!(
                 "<text x=\"{:.1}\" y=\"{ly:.1}\" font-size=\"8\" transform=\"rotate(90 {:.1} {ly:.1})\">{}</text>\n",
-                x + 2.0, x + 2.0, xml_escape(&l.layer)
+                x + 2.0,
+                x + 2.0,
+                xml_escape(&l.layer)
             ));
         }
     }
@@ -74,7 +78,10 @@ pub fn svg(title: &str, layers: &[LayerImportance]) -> String {
         let x = width - 100.0;
         s.push_str(&format!(
             "<rect x=\"{x:.1}\" y=\"{y:.1}\" width=\"12\" height=\"12\" fill=\"{}\"/><text x=\"{:.1}\" y=\"{:.1}\">{}</text>\n",
-            COLORS[k], x + 18.0, y + 10.0, NAMES[k]
+            COLORS[k],
+            x + 18.0,
+            y + 10.0,
+            NAMES[k]
         ));
     }
     s.push_str("</svg>\n");
@@ -125,7 +132,12 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         return Ok(());
     }
     let bn = model.config().using_bn();
-    println!("{:<24} {:>24}   {:>24}", "layer", if bn { "mean: IN    LN    BN" } else { "mean: IN    LN" }, if bn { "var: IN    LN    BN" } else { "var: IN    LN" });
+    println!(
+        "{:<24} {:>24}   {:>24}",
+        "layer",
+        if bn { "mean: IN    LN    BN" } else { "mean: IN    LN" },
+        if bn { "var: IN    LN    BN" } else { "var: IN    LN" }
+    );
     for l in &layers {
         let f = |v: &[f64]| v.iter().map(|x| format!("{x:.3}")).collect::<Vec<_>>().join("  ");
         println!("{:<24} {:>24}   {:>24}", l.layer, f(&l.mean), f(&l.var));
@@ -134,6 +146,11 @@ pub fn run(args: &InspectArgs) -> Result<()> {
         let n = pick(&layers[0]).len();
         (0..n).map(|k| format!("{:.3}", layers.iter().map(|l| pick(l)[k]).sum::<f64>() / layers.len() as f64)).collect()
     };
-    println!("{:<24} {:>24}   {:>24}", format!("average of {} layers", layers.len()), avg(|l| &l.mean).join("  "), avg(|l| &l.var).join("  "));
+    println!(
+        "{:<24} {:>24}   {:>24}",
+        format!("average of {} layers", layers.len()),
+        avg(|l| &l.mean).join("  "),
+        avg(|l| &l.var).join("  ")
+    );
     Ok(())
 }

@@ -14,6 +14,18 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 
+/// A usage error found after parsing (exit code 2, as clap's own).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
 /// `MODEL` or `--weights W`: a model name from `snzoo list` or a weights file.
 #[derive(Debug, clap::Args)]
 pub struct ModelArg {
@@ -88,7 +100,10 @@ impl Bar {
     pub fn bytes(quiet: bool) -> Bar {
         Bar((!quiet && std::io::stderr().is_terminal()).then(|| {
             let b = indicatif::ProgressBar::new(0);
-            b.set_style(indicatif::ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}").expect("valid template"));
+            b.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} {bytes}/{total_bytes} {bytes_per_sec} ETA {eta}")
+                    .expect("valid template"),
+            );
             b
         }))
     }

@@ -113,20 +113,62 @@ pub fn info(args: &InfoArgs) -> Result<()> {
         return Ok(());
     }
     println!("{} — {}", c.name, c.title);
-    println!("  arch {}, normalization {} (using_bn={}{}{})", c.arch, c.normalization.kind, c.normalization.using_bn,
-        c.normalization.using_moving_average.map(|v| format!(", using_moving_average={v}")).unwrap_or_default(),
-        c.normalization.last_gamma.map(|v| format!(", last_gamma={v}")).unwrap_or_default());
-    println!("  claimed single-crop top-1 {:.2}, top-5 {:.2} (resize {}, crop {}, {})", c.claimed.top1, c.claimed.top5, c.eval.resize, c.eval.crop, c.eval.interpolation);
+    let n = &c.normalization;
+    println!(
+        "  architecture   {}, normalization {} (using_bn={}{}{}{})",
+        c.arch,
+        n.kind,
+        n.using_bn,
+        n.groups.map(|g| format!(", {g} groups")).unwrap_or_default(),
+        n.using_moving_average.map(|v| format!(", using_moving_average={v}")).unwrap_or_default(),
+        n.last_gamma.map(|v| format!(", last_gamma={v}")).unwrap_or_default()
+    );
+    println!("  claimed        single-crop top-1 {:.2}, top-5 {:.2}", c.claimed.top1, c.claimed.top5);
+    match snzoo::protocol::from_card(c) {
+        Ok(t) => println!("  protocol       {}", snzoo::protocol::describe(&t)),
+        Err(e) => println!("  protocol       invalid: {e}"),
+    }
     if let Some(t) = &c.training {
-        println!("  trained on {}: {} GPUs x {} images, {} epochs, {}, lr {}, momentum {}, weight decay {}", t.dataset, t.gpus, t.images_per_gpu, t.epochs, t.schedule, t.initial_lr, t.momentum, t.weight_decay);
+        println!(
+            "  training       {}: {} GPUs x {} images, {} epochs, {}, lr {}, momentum {}, weight decay {}",
+            t.dataset, t.gpus, t.images_per_gpu, t.epochs, t.schedule, t.initial_lr, t.momentum, t.weight_decay
+        );
     }
-    println!("  format: {}{}", c.format, if c.loadable { String::new() } else { format!(" — {}", c.not_loadable_reason.clone().unwrap_or_default()) });
+    let loadable =
+        if c.loadable { String::new() } else { format!(" (not loadable: {})", c.not_loadable_reason.clone().unwrap_or_default()) };
+    println!("  format         {}{loadable}", c.format);
     for s in &c.sources {
-        println!("  source: {}", serde_json::to_string(s)?);
+        let line = match s {
+            snzoo::snzoo_zoo::Source::GoogleDrive { url, .. } => format!("Google Drive {url}"),
+            snzoo::snzoo_zoo::Source::BaiduPan { url, note } => format!("Baidu Pan {url} ({note})"),
+            snzoo::snzoo_zoo::Source::Url { url } => url.clone(),
+            snzoo::snzoo_zoo::Source::Hf { repo, file, revision } => {
+                format!("Hugging Face Hub {repo}, file {file}{}", revision.as_ref().map(|r| format!(" at {r}")).unwrap_or_default())
+            }
+        };
+        println!("  source         {line}");
     }
-    println!("  license {}; {}", c.license, c.paper);
-    println!("  local: {}", serde_json::to_string(&out["local"])?);
-    println!("  files: {}", serde_json::to_string(&files)?);
+    println!("  licence        {}", c.license);
+    println!("  paper          {}", c.paper);
+    let local = &out["local"];
+    let state = if local["converted"] == true {
+        "downloaded and converted"
+    } else if local["downloaded"] == true {
+        "downloaded"
+    } else {
+        "not downloaded"
+    };
+    println!("  local          {state} ({})", store.model_dir(&c.name).display());
+    if let Some(sha) = store.recorded_sha256(&c.name) {
+        println!("  sha256         {sha} (recorded)");
+    }
+    if let (Some(t1), Some(t5)) = (local["measured_top1"].as_f64(), local["measured_top5"].as_f64()) {
+        println!(
+            "  measured       top-1 {t1:.3}, top-5 {t5:.3} ({:+.3} / {:+.3} against the claim)",
+            t1 - c.claimed.top1,
+            t5 - c.claimed.top5
+        );
+    }
     Ok(())
 }
 
