@@ -1,7 +1,8 @@
 //! Converting checkpoints to safetensors with the architecture in the metadata.
 //!
-//! A [`CheckpointFormat`] reads one kind of file into a state dict with the network's key names;
-//! [`FORMATS`] lists them in the order they are tried. The converter then infers and checks the
+//! A [`CheckpointFormat`] reads one kind of file into a state dict and maps its keys to the
+//! network's ([`CheckpointFormat::remap`]); [`FORMATS`] lists them in the order they are tried
+//! (a new format is one implementation and its line there). The converter then infers and checks the
 //! architecture, refuses tensors a model cannot hold (non-float, NaN/inf), casts, and records
 //! where the weights came from.
 
@@ -28,9 +29,14 @@ pub trait CheckpointFormat: Sync {
     fn name(&self) -> &'static str;
     /// Whether a file that starts with `head` is in this format.
     fn sniff(&self, head: &[u8]) -> bool;
-    /// Reads the state dict, its keys renamed to the network's where the format names them
-    /// differently.
+    /// Reads the state dict as the file names it.
     fn read(&self, path: &Path) -> Result<StateDict>;
+    /// The key-remap step: renames (and reshapes, if the format lays tensors out differently)
+    /// the file's tensors into the network's state-dict names. The identity for formats that
+    /// already use PyTorch's names.
+    fn remap(&self, state: StateDict) -> Result<StateDict> {
+        Ok(state)
+    }
 }
 
 /// `torch.save` files: the zip format (torch ≥ 1.6) and the legacy format of the SN release.
@@ -85,7 +91,7 @@ pub fn read_checkpoint(path: &Path) -> Result<StateDict> {
     let n = f.read(&mut head).map_err(|e| snzoo_fs::FsError::Io { op: "read", path: path.to_path_buf(), source: e })?;
     let head = &head[..n];
     match FORMATS.iter().find(|f| f.sniff(head)) {
-        Some(format) => format.read(path),
+        Some(format) => format.remap(format.read(path)?),
         // Let the torch reader say precisely what the file is not.
         None => TorchSave.read(path),
     }
