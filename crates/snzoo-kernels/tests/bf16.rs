@@ -5,6 +5,9 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor};
 use libtest_mimic::{Arguments, Failed, Trial};
+
+mod common;
+use common::CASES;
 use snzoo_kernels::conv::Conv2dBf16;
 use snzoo_kernels::gemm_bf16::{available, from_bf16, gemm, pack_b, to_bf16, PackedA};
 
@@ -89,18 +92,6 @@ fn gemm_matches_a_reference_product() -> Result<(), Failed> {
     }
     Ok(())
 }
-
-/// (batch, c_in, c_out, h, w, kernel, stride, padding): the ResNet shapes and odd ones.
-/// (batch, c_in, c_out, h, w, kernel, stride, padding)
-type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
-const CASES: [Case; 6] = [
-    (2, 3, 8, 33, 29, 7, 2, 3),
-    (1, 16, 16, 14, 14, 3, 1, 1),
-    (3, 16, 32, 15, 15, 3, 2, 1),
-    (2, 32, 64, 9, 7, 1, 2, 0),
-    (2, 8, 24, 10, 10, 1, 1, 0),
-    (1, 2, 3, 1, 1, 3, 1, 1),
-];
 
 fn round_bf16(t: &Tensor) -> Tensor {
     let v: Vec<f32> = t.flatten_all().unwrap().to_vec1::<f32>().unwrap().into_iter().map(|x| from_bf16(to_bf16(x))).collect();

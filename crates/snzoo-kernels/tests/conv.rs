@@ -3,21 +3,8 @@
 use candle_core::{Device, Tensor};
 use snzoo_kernels::conv::Conv2dIm2col;
 
-/// (batch, c_in, c_out, h, w, kernel, stride, padding): the ResNet shapes and odd ones.
-/// (batch, c_in, c_out, h, w, kernel, stride, padding)
-type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
-const CASES: [Case; 10] = [
-    (2, 3, 8, 33, 29, 7, 2, 3),
-    (1, 16, 16, 14, 14, 3, 1, 1),
-    (3, 16, 32, 15, 15, 3, 2, 1),
-    (2, 32, 64, 9, 7, 1, 2, 0),
-    (2, 8, 24, 10, 10, 1, 1, 0),
-    (1, 4, 4, 2, 2, 3, 1, 1),
-    (1, 2, 3, 1, 1, 3, 1, 1),
-    (2, 3, 5, 5, 6, 7, 2, 3),
-    (1, 3, 4, 4, 9, 3, 2, 1),
-    (1, 2, 2, 8, 3, 5, 3, 2),
-];
+mod common;
+use common::CASES;
 
 #[test]
 fn im2col_convolution_matches_candle() {

@@ -117,24 +117,22 @@ fn main() {
     if !bf16 {
         eprintln!("this CPU has no AVX-512 BF16: the bf16 parity test is ignored");
     }
-    let trials = vec![
-        Trial::test("tiny_models_match_pytorch_logits", || {
-            tiny_models_match_pytorch_logits();
-            Ok(())
-        }),
-        Trial::test("a_one_pixel_feature_map_is_an_error_not_nan", || {
-            a_one_pixel_feature_map_is_an_error_not_nan();
-            Ok(())
-        }),
-        Trial::test("every_schedule_gives_the_same_logits", || {
-            every_schedule_gives_the_same_logits();
-            Ok(())
-        }),
-        Trial::test("bf16_convolutions_stay_close_to_pytorch", || {
-            bf16_convolutions_stay_close_to_pytorch();
-            Ok(())
-        })
-        .with_ignored_flag(!bf16),
+    // (name, test, whether it needs AVX-512 BF16)
+    let tests: &[(&str, fn(), bool)] = &[
+        ("tiny_models_match_pytorch_logits", tiny_models_match_pytorch_logits, false),
+        ("a_one_pixel_feature_map_is_an_error_not_nan", a_one_pixel_feature_map_is_an_error_not_nan, false),
+        ("every_schedule_gives_the_same_logits", every_schedule_gives_the_same_logits, false),
+        ("bf16_convolutions_stay_close_to_pytorch", bf16_convolutions_stay_close_to_pytorch, false),
     ];
+    let trials = tests
+        .iter()
+        .map(|&(name, test, needs_bf16)| {
+            Trial::test(name, move || {
+                test();
+                Ok(())
+            })
+            .with_ignored_flag(needs_bf16 && !bf16)
+        })
+        .collect();
     libtest_mimic::run(&args, trials).exit();
 }

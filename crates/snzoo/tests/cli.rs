@@ -252,44 +252,31 @@ fn main() {
     if !bf16 {
         eprintln!("this CPU has no AVX-512 BF16: the bf16 classify test is ignored");
     }
-    let trials = vec![
-        Trial::test("a_recorded_protocol_feeds_classify_and_eval", || {
-            a_recorded_protocol_feeds_classify_and_eval();
-            Ok(())
-        }),
-        Trial::test("convert_records_the_architecture_and_source", || {
-            convert_records_the_architecture_and_source();
-            Ok(())
-        }),
-        Trial::test("classify_matches_pytorch_on_real_photos", || {
-            classify_matches_pytorch_on_real_photos();
-            Ok(())
-        }),
-        Trial::test("half_precision_conversion_stays_close", || {
-            half_precision_conversion_stays_close();
-            Ok(())
-        }),
-        Trial::test("hostile_and_broken_checkpoints_fail_cleanly_and_leave_nothing", || {
-            hostile_and_broken_checkpoints_fail_cleanly_and_leave_nothing();
-            Ok(())
-        }),
-        Trial::test("unreadable_images_are_named_errors", || {
-            unreadable_images_are_named_errors();
-            Ok(())
-        }),
-        Trial::test("bench_reports_throughput_as_json", || {
-            bench_reports_throughput_as_json();
-            Ok(())
-        }),
-        Trial::test("classify_in_bf16_stays_close", || {
-            classify_in_bf16_stays_close();
-            Ok(())
-        })
-        .with_ignored_flag(!bf16),
-        Trial::test("device_flag_is_checked", || {
-            device_flag_is_checked();
-            Ok(())
-        }),
+    // (name, test, whether it needs AVX-512 BF16)
+    let tests: &[(&str, fn(), bool)] = &[
+        ("a_recorded_protocol_feeds_classify_and_eval", a_recorded_protocol_feeds_classify_and_eval, false),
+        ("convert_records_the_architecture_and_source", convert_records_the_architecture_and_source, false),
+        ("classify_matches_pytorch_on_real_photos", classify_matches_pytorch_on_real_photos, false),
+        ("half_precision_conversion_stays_close", half_precision_conversion_stays_close, false),
+        (
+            "hostile_and_broken_checkpoints_fail_cleanly_and_leave_nothing",
+            hostile_and_broken_checkpoints_fail_cleanly_and_leave_nothing,
+            false,
+        ),
+        ("unreadable_images_are_named_errors", unreadable_images_are_named_errors, false),
+        ("bench_reports_throughput_as_json", bench_reports_throughput_as_json, false),
+        ("classify_in_bf16_stays_close", classify_in_bf16_stays_close, false),
+        ("device_flag_is_checked", device_flag_is_checked, false),
     ];
+    let trials = tests
+        .iter()
+        .map(|&(name, test, needs_bf16)| {
+            Trial::test(name, move || {
+                test();
+                Ok(())
+            })
+            .with_ignored_flag(needs_bf16 && !bf16)
+        })
+        .collect();
     libtest_mimic::run(&args, trials).exit();
 }
