@@ -37,7 +37,7 @@ pub struct BenchArgs {
     /// with f32 accumulation (AVX-512 BF16 CPUs), f16 is CUDA-only.
     #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
     pub dtype: String,
-    /// SN layers through the plain candle operations instead of the fused kernel (the baseline).
+    /// Every operation through plain candle operations instead of snzoo's kernels (the baseline).
     #[arg(long)]
     pub reference_sn: bool,
     /// Print `{"images_per_second", "batch_size", "threads", "dtype", "arch", "ms_per_batch": {"median", "min", "max"}, ...}`.
