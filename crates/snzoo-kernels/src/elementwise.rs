@@ -59,26 +59,46 @@ impl CustomOp2 for ResidualAdd {
     }
 }
 
-/// PyTorch's `max_pool2d(kernel 3, stride 2, padding 1)`: padded positions never win (they are
-/// −∞ in PyTorch), so every output is the maximum over the window's positions inside the image.
-#[derive(Debug, Clone, Copy)]
-pub struct MaxPool3x3S2;
+/// How a 3×3/2 max-pool pads and rounds its output size: the frameworks differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum PoolPadding {
+    /// PyTorch `max_pool2d(3, 2, padding=1)` (floor): windows start at 2·o − 1.
+    #[default]
+    Torch,
+    /// TensorFlow `'SAME'`: ⌈n / 2⌉ outputs, windows start at 2·o (the padding goes after).
+    TfSame,
+    /// Caffe `pad 0` with its ceil rounding: ⌈(n − 3) / 2⌉ + 1 outputs, windows start at 2·o.
+    CaffeCeil,
+}
+
+impl PoolPadding {
+    /// Output length along an axis of length `n` (≥ 1), and the padding before the first window.
+    pub fn geometry(self, n: usize) -> (usize, usize) {
+        match self {
+            PoolPadding::Torch => ((n - 1) / 2 + 1, 1),
+            PoolPadding::TfSame => (n.div_ceil(2), 0),
+            PoolPadding::CaffeCeil => (n.saturating_sub(3).div_ceil(2) + 1, 0),
+        }
+    }
+}
+
+/// A 3×3, stride-2 max-pool. Padded positions never win (they are −∞ in every framework), so
+/// every output is the maximum over its window's positions inside the image.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MaxPool3x3S2 {
+    pub padding: PoolPadding,
+}
 
 impl MaxPool3x3S2 {
-    /// Output size along an axis of length `n` (≥ 1).
-    fn out_len(n: usize) -> usize {
-        (n - 1) / 2 + 1
-    }
-
     /// Writes every element of `out` (one output plane).
-    fn plane(x: &[f32], h: usize, w: usize, out: &mut [MaybeUninit<f32>]) {
-        let wo = Self::out_len(w);
+    fn plane(&self, x: &[f32], h: usize, w: usize, out: &mut [MaybeUninit<f32>]) {
+        let ((_, py), (wo, px)) = (self.padding.geometry(h), self.padding.geometry(w));
         for (oy, row) in out.chunks_mut(wo).enumerate() {
-            let y0 = (2 * oy).saturating_sub(1);
-            let y1 = (2 * oy + 2).min(h);
+            let y0 = (2 * oy).saturating_sub(py);
+            let y1 = (2 * oy + 3).saturating_sub(py).min(h);
             for (ox, o) in row.iter_mut().enumerate() {
-                let x0 = (2 * ox).saturating_sub(1);
-                let x1 = (2 * ox + 2).min(w);
+                let x0 = (2 * ox).saturating_sub(px);
+                let x1 = (2 * ox + 3).saturating_sub(px).min(w);
                 let mut m = f32::NEG_INFINITY;
                 for y in y0..y1 {
                     for &v in &x[y * w + x0..y * w + x1] {
@@ -96,24 +116,24 @@ impl MaxPool3x3S2 {
 
 impl CustomOp1 for MaxPool3x3S2 {
     fn name(&self) -> &'static str {
-        "max-pool-3x3-s2-p1"
+        "max-pool-3x3-s2"
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = l.shape().dims4()?;
         if h == 0 || w == 0 {
-            candle_core::bail!("max-pool-3x3-s2-p1: empty input {:?}", l.shape());
+            candle_core::bail!("max-pool-3x3-s2: empty input {:?}", l.shape());
         }
-        let x = contiguous_f32("max-pool-3x3-s2-p1", s, l)?;
-        let (ho, wo) = (Self::out_len(h), Self::out_len(w));
+        let x = contiguous_f32("max-pool-3x3-s2", s, l)?;
+        let (ho, wo) = (self.padding.geometry(h).0, self.padding.geometry(w).0);
         if n * c == 0 {
             return Ok((CpuStorage::F32(Vec::new()), Shape::from((n, c, ho, wo))));
         }
         let fill = |out: &mut [MaybeUninit<f32>]| {
             if x.len() < 2 * CHUNK || crate::parallel::is_serial() {
-                out.chunks_mut(ho * wo).zip(x.chunks(h * w)).for_each(|(o, x)| Self::plane(x, h, w, o));
+                out.chunks_mut(ho * wo).zip(x.chunks(h * w)).for_each(|(o, x)| self.plane(x, h, w, o));
             } else {
-                out.par_chunks_mut(ho * wo).zip(x.par_chunks(h * w)).for_each(|(o, x)| Self::plane(x, h, w, o));
+                out.par_chunks_mut(ho * wo).zip(x.par_chunks(h * w)).for_each(|(o, x)| self.plane(x, h, w, o));
             }
         };
         // SAFETY: one output plane per input plane, each fully written by `plane`.
@@ -148,7 +168,7 @@ mod tests {
         let dev = Device::Cpu;
         for (h, w) in [(112, 112), (7, 5), (1, 1), (2, 3), (9, 10)] {
             let x = Tensor::randn(0f32, 1.0, (2, 3, h, w), &dev)?;
-            let got = x.apply_op1_no_bwd(&MaxPool3x3S2)?;
+            let got = x.apply_op1_no_bwd(&MaxPool3x3S2::default())?;
             // Pad with a value below every input: −∞ in effect.
             let low = x.flatten_all()?.min(0)?.to_scalar::<f32>()? - 1.0;
             let padded = (x - low as f64)?.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?;
@@ -159,6 +179,38 @@ mod tests {
                 assert!((g - e).abs() < 1e-5, "{h}x{w}: {g} vs {e}");
             }
         }
+        Ok(())
+    }
+
+    /// TF `'SAME'` and Caffe's ceil mode against an explicit window computation.
+    #[test]
+    fn framework_paddings() -> Result<()> {
+        for (h, w) in [(112, 112), (7, 5), (1, 1), (2, 3), (9, 10)] {
+            let x = Tensor::randn(0f32, 1.0, (1, 2, h, w), &Device::Cpu)?;
+            let v = x.flatten_all()?.to_vec1::<f32>()?;
+            for padding in [PoolPadding::TfSame, PoolPadding::CaffeCeil] {
+                let got = x.apply_op1_no_bwd(&MaxPool3x3S2 { padding })?.flatten_all()?.to_vec1::<f32>()?;
+                let (ho, wo) = (padding.geometry(h).0, padding.geometry(w).0);
+                let mut want = Vec::new();
+                for ch in 0..2 {
+                    for oy in 0..ho {
+                        for ox in 0..wo {
+                            let mut m = f32::NEG_INFINITY;
+                            for y in 2 * oy..(2 * oy + 3).min(h) {
+                                for xx in 2 * ox..(2 * ox + 3).min(w) {
+                                    m = m.max(v[ch * h * w + y * w + xx]);
+                                }
+                            }
+                            want.push(m);
+                        }
+                    }
+                }
+                assert_eq!(got, want, "{padding:?} {h}x{w}");
+            }
+        }
+        // 112 → 56 in every convention; odd sizes differ.
+        assert_eq!([PoolPadding::Torch, PoolPadding::TfSame, PoolPadding::CaffeCeil].map(|p| p.geometry(112).0), [56, 56, 56]);
+        assert_eq!([PoolPadding::Torch, PoolPadding::TfSame, PoolPadding::CaffeCeil].map(|p| p.geometry(7).0), [4, 4, 3]);
         Ok(())
     }
 }

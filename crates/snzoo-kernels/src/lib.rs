@@ -18,6 +18,7 @@ pub mod parallel;
 
 use candle_core::{DType, Result, Tensor};
 
+pub use elementwise::PoolPadding;
 pub use norm::{ChannelAffine, GroupNormInference, SwitchNormInference};
 
 /// Which implementation an operation uses.
@@ -140,11 +141,15 @@ pub fn residual_add(a: &Tensor, b: &Tensor, relu: bool, imp: Implementation) -> 
     }
 }
 
-/// PyTorch's `max_pool2d(kernel 3, stride 2, padding 1)` of a non-negative input (after a ReLU,
-/// zero padding gives what PyTorch's −∞ padding gives).
-pub fn max_pool_3x3_s2(x: &Tensor, imp: Implementation) -> Result<Tensor> {
+/// A 3×3, stride-2 max-pool of a non-negative input (after a ReLU, zero padding gives what the
+/// frameworks' −∞ padding gives), padded as `padding` says.
+pub fn max_pool_3x3_s2(x: &Tensor, padding: PoolPadding, imp: Implementation) -> Result<Tensor> {
     if imp.cpu_kernels(x) {
-        return x.contiguous()?.apply_op1_no_bwd(&elementwise::MaxPool3x3S2);
+        return x.contiguous()?.apply_op1_no_bwd(&elementwise::MaxPool3x3S2 { padding });
     }
-    x.pad_with_zeros(2, 1, 1)?.pad_with_zeros(3, 1, 1)?.max_pool2d_with_stride(3, 2)
+    let (_, _, h, w) = x.dims4()?;
+    let ((ho, py), (wo, px)) = (padding.geometry(h), padding.geometry(w));
+    // Pad before as the convention says and after up to the last window's end.
+    let (ph, pw) = ((2 * ho + 1).saturating_sub(h + py), (2 * wo + 1).saturating_sub(w + px));
+    x.pad_with_zeros(2, py, ph)?.pad_with_zeros(3, px, pw)?.max_pool2d_with_stride(3, 2)
 }

@@ -73,6 +73,92 @@ pub struct ResNetConfig {
     pub num_classes: usize,
     /// The normalization layers (and with them the key names: `snK` or `bnK`).
     pub norm: NormSpec,
+    /// Where the network differs from torchvision's layout (the BN baselines' frameworks).
+    #[serde(default)]
+    pub style: Style,
+}
+
+/// The ResNet-50 v1 layouts of the frameworks the SN release compares with. Each is torchvision's
+/// network (with its key names) but for a few places:
+///
+/// | | stride 2 | stem max-pool | biases | normalization |
+/// |---|---|---|---|---|
+/// | `torchvision` (also the SN release, timm) | on the 3×3 of a stage's first block | pad 1 | none | after every conv |
+/// | `slim` (TF-Slim `resnet_v1`) | on the 3×3 of a stage's *last* block (blocks 1–3), whose identity shortcut is subsampled (a 1×1/2 max-pool) | TF `SAME` | none (the logits' only) | after every conv |
+/// | `msra` (MSRA Caffe) | on the first 1×1 (`branch2a`) and the projection | Caffe ceil, pad 0 | `conv1` | after every conv (BatchNorm + Scale) |
+/// | `fbtorch` (fb.resnet.torch's released ResNet-50) | on the 3×3 of a stage's first block | pad 1 | every conv | after the first two convs and after the addition; none in the shortcut |
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Style {
+    #[default]
+    Torchvision,
+    Slim,
+    Msra,
+    Fbtorch,
+}
+
+impl Style {
+    pub fn name(self) -> &'static str {
+        match self {
+            Style::Torchvision => "torchvision",
+            Style::Slim => "slim",
+            Style::Msra => "msra",
+            Style::Fbtorch => "fbtorch",
+        }
+    }
+
+    /// The stride of block `b` of stage `stage` (0-based) with `blocks` blocks.
+    pub fn block_stride(self, stage: usize, b: usize, blocks: usize) -> usize {
+        match self {
+            Style::Slim => usize::from(stage < 3 && b + 1 == blocks) + 1,
+            _ => usize::from(stage > 0 && b == 0) + 1,
+        }
+    }
+
+    /// Whether the stride is on the block's first 1×1 convolution (else on its 3×3).
+    pub fn stride_on_first_conv(self) -> bool {
+        self == Style::Msra
+    }
+
+    /// The stem's max-pool convention.
+    pub fn stem_pool(self) -> snzoo_kernels::PoolPadding {
+        match self {
+            Style::Torchvision | Style::Fbtorch => snzoo_kernels::PoolPadding::Torch,
+            Style::Slim => snzoo_kernels::PoolPadding::TfSame,
+            Style::Msra => snzoo_kernels::PoolPadding::CaffeCeil,
+        }
+    }
+
+    /// Whether `conv1` has a bias; whether every other convolution has one.
+    pub fn stem_bias(self) -> bool {
+        matches!(self, Style::Msra | Style::Fbtorch)
+    }
+    pub fn conv_bias(self) -> bool {
+        self == Style::Fbtorch
+    }
+
+    /// Whether the block's last normalization follows the addition (else its last conv).
+    pub fn norm_after_add(self) -> bool {
+        self == Style::Fbtorch
+    }
+
+    /// Whether projection shortcuts are normalized.
+    pub fn shortcut_norm(self) -> bool {
+        self != Style::Fbtorch
+    }
+}
+
+impl std::str::FromStr for Style {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "torchvision" => Style::Torchvision,
+            "slim" => Style::Slim,
+            "msra" => Style::Msra,
+            "fbtorch" => Style::Fbtorch,
+            _ => return Err(format!("unknown style `{s}`")),
+        })
+    }
 }
 
 /// Bounds on recorded architecture metadata (see [`ResNetConfig::from_metadata`]).
@@ -93,7 +179,15 @@ impl ResNetConfig {
     /// An SN network of a standard depth (18, 34, 50, 101 or 152) and width 64.
     pub fn standard(version: Version, depth: usize, using_bn: bool, num_classes: usize) -> Option<Self> {
         let (_, block, layers) = STANDARD_DEPTHS.iter().find(|(d, _, _)| *d == depth)?;
-        Some(Self { version, block: *block, layers: *layers, width: 64, num_classes, norm: NormSpec::Switchable { using_bn } })
+        Some(Self {
+            version,
+            block: *block,
+            layers: *layers,
+            width: 64,
+            num_classes,
+            norm: NormSpec::Switchable { using_bn },
+            style: Style::Torchvision,
+        })
     }
 
     /// torchvision's BatchNorm ResNet of a standard depth (e.g. `resnet50`).
@@ -144,6 +238,9 @@ impl ResNetConfig {
         }
         if self.width != 64 {
             name.push_str(&format!("-w{}", self.width));
+        }
+        if self.style != Style::Torchvision {
+            name.push_str(&format!("-{}", self.style.name()));
         }
         if let NormSpec::Group { groups } = self.norm {
             if groups != crate::norm::DEFAULT_GROUPS {
@@ -217,6 +314,12 @@ impl ResNetConfig {
 
     /// [`infer`](Self::infer), with GroupNorm's group count given (it is not in the weights).
     pub fn infer_with(shapes: &BTreeMap<String, Vec<usize>>, groups: Option<usize>) -> Result<Self, ArchError> {
+        Self::infer_styled(shapes, groups, Style::Torchvision)
+    }
+
+    /// [`infer_with`](Self::infer_with) for a network of `style` (the layouts differ where the
+    /// shapes cannot tell: the frameworks' converters say which they read).
+    pub fn infer_styled(shapes: &BTreeMap<String, Vec<usize>>, groups: Option<usize>, style: Style) -> Result<Self, ArchError> {
         let get = |k: &str| shapes.get(k).ok_or_else(|| ArchError::Infer(format!("no `{k}` tensor (is this a ResNet?)")));
         let conv1 = get("conv1.weight")?;
         let width = match conv1.as_slice() {
@@ -244,7 +347,7 @@ impl ResNetConfig {
             [n, _] => *n,
             s => return Err(ArchError::Infer(format!("`fc.weight` has shape {s:?}"))),
         };
-        let config = Self { version, block, layers, width, num_classes, norm };
+        let config = Self { version, block, layers, width, num_classes, norm, style };
         config.validate(shapes)?;
         Ok(config)
     }
@@ -261,6 +364,9 @@ impl ResNetConfig {
             ("num_classes".to_string(), self.num_classes.to_string()),
         ]);
         self.norm.to_metadata(&mut meta);
+        if self.style != Style::Torchvision {
+            meta.insert("style".into(), self.style.name().into());
+        }
         meta
     }
 
@@ -286,7 +392,14 @@ impl ResNetConfig {
             .map_err(|_| ArchError::Metadata("`layers` is not a list of numbers".into()))?;
         let layers: [usize; 4] = parsed.try_into().map_err(|_| ArchError::Metadata("`layers` needs four numbers".into()))?;
         let norm = NormSpec::from_metadata(meta).map_err(ArchError::Metadata)?;
-        let config = Self { version, block, layers, width: num("width")?, num_classes: num("num_classes")?, norm };
+        let style = match meta.get("style") {
+            Some(s) => s.parse().map_err(ArchError::Metadata)?,
+            None => Style::Torchvision,
+        };
+        let config = Self { version, block, layers, width: num("width")?, num_classes: num("num_classes")?, norm, style };
+        if style != Style::Torchvision && (version != Version::V1 || block != BlockKind::Bottleneck) {
+            return Err(ArchError::Metadata(format!("the {} style is a v1 bottleneck network", style.name())));
+        }
         if config.width == 0 || config.num_classes == 0 || layers.contains(&0) {
             return Err(ArchError::Metadata("zero width, classes or blocks".into()));
         }
@@ -390,5 +503,43 @@ mod tests {
         let g16 = ResNetConfig::group_norm(50, 16, 1000).unwrap();
         assert_eq!(g16.arch_name(), "resnet50v1-gn-g16");
         assert_eq!(ResNetConfig::from_metadata(&g16.to_metadata()).unwrap(), g16);
+    }
+
+    /// The BN baselines' layouts: torchvision's key names, with biases and shortcut norms where
+    /// the frameworks have them.
+    #[test]
+    fn framework_styles() {
+        let tv = ResNetConfig::torchvision(50, 1000).unwrap();
+        let with = |style| ResNetConfig { style, ..tv.clone() };
+        let count = |style| shapes(&with(style)).len();
+        assert_eq!(count(Style::Torchvision), 267);
+        assert_eq!(count(Style::Slim), 267);
+        // + conv1.bias
+        assert_eq!(count(Style::Msra), 268);
+        // − 4 shortcut norms × 4 tensors, + a bias on conv1, 16 × 3 block convs and 4 projections
+        assert_eq!(count(Style::Fbtorch), 267 - 16 + 1 + 48 + 4);
+        let fb = shapes(&with(Style::Fbtorch));
+        assert_eq!(fb["layer2.0.downsample.0.bias"], vec![512]);
+        assert!(!fb.contains_key("layer2.0.downsample.1.weight"));
+        for style in [Style::Torchvision, Style::Slim, Style::Msra, Style::Fbtorch] {
+            let c = with(style);
+            assert_eq!(ResNetConfig::from_metadata(&c.to_metadata()).unwrap(), c);
+            assert_eq!(ResNetConfig::infer_styled(&shapes(&c), None, style).unwrap(), c);
+            assert_eq!(style.name().parse::<Style>().unwrap(), style);
+            // Every style downsamples 224 to 7: three stride-2 blocks per network.
+            let strides: usize = (0..4).map(|st| (0..c.layers[st]).filter(|&b| style.block_stride(st, b, c.layers[st]) == 2).count()).sum();
+            assert_eq!(strides, 3, "{style:?}");
+        }
+        assert_eq!(with(Style::Slim).arch_name(), "resnet50v1-bn-slim");
+        // A style's missing bias is named.
+        let mut s = shapes(&with(Style::Fbtorch));
+        s.remove("layer1.0.conv2.bias");
+        assert_eq!(with(Style::Fbtorch).validate(&s), Err(ArchError::Missing("layer1.0.conv2.bias".into())));
+        // The styles are v1 bottleneck layouts.
+        let mut meta = ResNetConfig::standard(Version::V2, 50, true, 1000).unwrap().to_metadata();
+        meta.insert("style".into(), "msra".into());
+        assert!(ResNetConfig::from_metadata(&meta).is_err());
+        meta.insert("style".into(), "caffe2".into());
+        assert!(ResNetConfig::from_metadata(&meta).is_err());
     }
 }

@@ -21,7 +21,7 @@ mod record;
 pub mod resnet;
 pub mod train;
 
-pub use config::{is_training_only, ArchError, BlockKind, ResNetConfig, Version, STANDARD_DEPTHS};
+pub use config::{is_training_only, ArchError, BlockKind, ResNetConfig, Style, Version, STANDARD_DEPTHS};
 pub use norm::{is_buffer, BatchNorm2d, BatchStats, GroupNorm2d, Norm2d, NormSpec, SwitchNorm2d, SN_EPS};
 pub use resnet::ResNet;
 pub use snzoo_kernels;

@@ -69,9 +69,10 @@ impl Mode {
     }
 }
 
-fn conv(vb: VarBuilder, c_in: usize, c_out: usize, k: usize, stride: usize) -> Result<ConvWeights> {
+fn conv(vb: VarBuilder, c_in: usize, c_out: usize, k: usize, stride: usize, bias: bool) -> Result<ConvWeights> {
     let weight = vb.get((c_out, c_in, k, k), "weight")?;
-    Ok(ConvWeights::new(weight, None, stride, k / 2))
+    let bias = if bias { Some(vb.get(c_out, "bias")?) } else { None };
+    Ok(ConvWeights::new(weight, bias, stride, k / 2))
 }
 
 #[derive(Debug)]
@@ -79,14 +80,26 @@ enum Shortcut {
     Identity,
     /// v1: 1×1 conv + normalization.
     ConvNorm(ConvWeights, Box<dyn Norm2d>),
-    /// v2: bare 1×1 conv on the pre-activated input.
+    /// v2: bare 1×1 conv on the pre-activated input; fb.resnet.torch's v1 projection.
     Conv(ConvWeights),
+    /// TF-Slim: the identity subsampled by the block's stride (a 1×1 max-pool of stride 2).
+    Subsample,
+}
+
+/// Every second row and column, from the first: TF-Slim's `max_pool2d([1, 1], stride=2)`.
+fn subsample(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4()?;
+    let (ho, wo) = (h.div_ceil(2), w.div_ceil(2));
+    let p = x.pad_with_zeros(2, 0, 2 * ho - h)?.pad_with_zeros(3, 0, 2 * wo - w)?;
+    p.reshape((n, c, ho, 2, wo, 2))?.narrow(3, 0, 1)?.narrow(5, 0, 1)?.reshape((n, c, ho, wo))?.contiguous()
 }
 
 /// One residual block (basic or bottleneck, v1 or v2): `convs[i]` pairs with `norms[i]`.
 #[derive(Debug)]
 struct Block {
     version: Version,
+    /// The last normalization follows the addition (fb.resnet.torch's released models).
+    norm_after_add: bool,
     convs: Vec<ConvWeights>,
     norms: Vec<Box<dyn Norm2d>>,
     shortcut: Shortcut,
@@ -95,31 +108,36 @@ struct Block {
 impl Block {
     fn new(cfg: &ResNetConfig, c_in: usize, planes: usize, stride: usize, downsample: bool, vb: VarBuilder) -> Result<Self> {
         let e = cfg.block.expansion();
+        let style = cfg.style;
         // (in, out, kernel, stride) of each convolution; the norm of v1 follows its conv (out
         // channels), the norm of v2 precedes it (in channels).
+        let (first, middle) = if style.stride_on_first_conv() { (stride, 1) } else { (1, stride) };
         let shapes: Vec<(usize, usize, usize, usize)> = match cfg.block {
             BlockKind::Basic => vec![(c_in, planes, 3, stride), (planes, planes, 3, 1)],
-            BlockKind::Bottleneck => vec![(c_in, planes, 1, 1), (planes, planes, 3, stride), (planes, planes * 4, 1, 1)],
+            BlockKind::Bottleneck => vec![(c_in, planes, 1, first), (planes, planes, 3, middle), (planes, planes * 4, 1, 1)],
         };
         let mut convs = Vec::new();
         let mut norms = Vec::new();
         for (i, &(ci, co, k, s)) in shapes.iter().enumerate() {
-            convs.push(conv(vb.pp(format!("conv{}", i + 1)), ci, co, k, s)?);
+            convs.push(conv(vb.pp(format!("conv{}", i + 1)), ci, co, k, s, style.conv_bias())?);
             let channels = match cfg.version {
                 Version::V1 => co,
                 Version::V2 => ci,
             };
             norms.push(cfg.norm.build(channels, vb.pp(cfg.norm_name(i + 1)))?);
         }
+        let bias = style.conv_bias();
         let shortcut = match (downsample, cfg.version) {
+            (false, _) if stride > 1 => Shortcut::Subsample,
             (false, _) => Shortcut::Identity,
-            (true, Version::V1) => Shortcut::ConvNorm(
-                conv(vb.pp("downsample.0"), c_in, planes * e, 1, stride)?,
+            (true, Version::V1) if style.shortcut_norm() => Shortcut::ConvNorm(
+                conv(vb.pp("downsample.0"), c_in, planes * e, 1, stride, bias)?,
                 cfg.norm.build(planes * e, vb.pp("downsample.1"))?,
             ),
-            (true, Version::V2) => Shortcut::Conv(conv(vb.pp("downsample"), c_in, planes * e, 1, stride)?),
+            (true, Version::V1) => Shortcut::Conv(conv(vb.pp("downsample.0"), c_in, planes * e, 1, stride, bias)?),
+            (true, Version::V2) => Shortcut::Conv(conv(vb.pp("downsample"), c_in, planes * e, 1, stride, bias)?),
         };
-        Ok(Self { version: cfg.version, convs, norms, shortcut })
+        Ok(Self { version: cfg.version, norm_after_add: style.norm_after_add(), convs, norms, shortcut })
     }
 
     fn forward(&self, x: &Tensor, mode: &mut Mode) -> Result<Tensor> {
@@ -129,22 +147,28 @@ impl Block {
                 let mut out = x.clone();
                 for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
                     let y = mode.conv(conv, &out)?;
-                    out = mode.norm(norm.as_ref(), &y, i != last)?;
+                    out = if i == last && self.norm_after_add { y } else { mode.norm(norm.as_ref(), &y, i != last)? };
                 }
                 let residual = match &self.shortcut {
                     Shortcut::Identity => x.clone(),
+                    Shortcut::Subsample => subsample(x)?,
                     Shortcut::ConvNorm(c, norm) => {
                         let y = mode.conv(c, x)?;
                         mode.norm(norm.as_ref(), &y, false)?
                     }
                     Shortcut::Conv(c) => mode.conv(c, x)?,
                 };
+                if self.norm_after_add {
+                    let sum = mode.residual(&out, &residual, false)?;
+                    return mode.norm(self.norms[last].as_ref(), &sum, true);
+                }
                 mode.residual(&out, &residual, true)
             }
             Version::V2 => {
                 let pre = mode.norm(self.norms[0].as_ref(), x, true)?;
                 let residual = match &self.shortcut {
                     Shortcut::Identity => x.clone(),
+                    Shortcut::Subsample => subsample(x)?,
                     Shortcut::Conv(c) => mode.conv(c, &pre)?,
                     Shortcut::ConvNorm(c, norm) => {
                         let y = mode.conv(c, &pre)?;
@@ -164,11 +188,11 @@ impl Block {
 
 /// The same 3×3/2 max-pool (padding 1, non-negative input) as the maximum of nine strided
 /// views, so that candle can differentiate it (its max-pool backward needs stride = kernel).
-fn max_pool_3x3_s2_differentiable(x: &Tensor) -> Result<Tensor> {
+fn max_pool_3x3_s2_differentiable(x: &Tensor, padding: snzoo_kernels::PoolPadding) -> Result<Tensor> {
     let (n, c, h, w) = x.dims4()?;
-    let (ho, wo) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
-    // Pad to 2·out + 2 on each axis: 1 in front (PyTorch's padding), the rest behind.
-    let p = x.pad_with_zeros(2, 1, 2 * ho + 1 - h)?.pad_with_zeros(3, 1, 2 * wo + 1 - w)?;
+    let ((ho, py), (wo, px)) = (padding.geometry(h), padding.geometry(w));
+    // Pad to 2·out + 2 on each axis: the convention's padding in front, the rest behind.
+    let p = x.pad_with_zeros(2, py, 2 * ho + 2 - h - py)?.pad_with_zeros(3, px, 2 * wo + 2 - w - px)?;
     let mut out: Option<Tensor> = None;
     for dy in 0..3 {
         let rows = p.narrow(2, dy, 2 * ho)?.reshape((n, c, ho, 2, 2 * wo + 2))?.narrow(3, 0, 1)?.squeeze(3)?;
@@ -200,18 +224,17 @@ pub struct ResNet {
 impl ResNet {
     /// Builds the network from weights under `vb` named as in the state dicts.
     pub fn new(config: &ResNetConfig, vb: VarBuilder) -> Result<Self> {
-        let conv1 = conv(vb.pp("conv1"), 3, config.width, 7, 2)?;
+        let conv1 = conv(vb.pp("conv1"), 3, config.width, 7, 2, config.style.stem_bias())?;
         let norm1 = config.norm.build(config.width, vb.pp(config.norm_name(1)))?;
         let e = config.block.expansion();
         let mut c_in = config.width;
         let mut layers = Vec::new();
         for (stage, &n) in config.layers.iter().enumerate() {
             let planes = config.width << stage;
-            let stride = if stage == 0 { 1 } else { 2 };
             let vb_stage = vb.pp(format!("layer{}", stage + 1));
             let mut blocks = Vec::with_capacity(n);
             for b in 0..n {
-                let s = if b == 0 { stride } else { 1 };
+                let s = config.style.block_stride(stage, b, n);
                 blocks.push(Block::new(config, c_in, planes, s, config.has_downsample(stage, b), vb_stage.pp(b))?);
                 c_in = planes * e;
             }
@@ -299,7 +322,11 @@ impl ResNet {
         let x = mode.norm(self.norm1.as_ref(), &y, true)?;
         // 3×3/2 max-pool with padding 1. Its input is non-negative (after a ReLU), so zero padding
         // gives exactly what PyTorch's -inf padding gives.
-        let mut x = if mode.train { max_pool_3x3_s2_differentiable(&x)? } else { snzoo_kernels::max_pool_3x3_s2(&x, mode.imp)? };
+        let mut x = if mode.train {
+            max_pool_3x3_s2_differentiable(&x, self.config.style.stem_pool())?
+        } else {
+            snzoo_kernels::max_pool_3x3_s2(&x, self.config.style.stem_pool(), mode.imp)?
+        };
         for blocks in &self.layers {
             for block in blocks {
                 x = block.forward(&x, mode)?;
@@ -344,5 +371,26 @@ impl ResNet {
 impl Module for ResNet {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         ResNet::forward(self, x)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use snzoo_kernels::PoolPadding;
+
+    /// Training's differentiable stem pool against the inference kernel, in every convention.
+    #[test]
+    fn differentiable_pool_matches_the_kernel() {
+        for (h, w) in [(112, 112), (7, 5), (1, 1), (2, 3), (9, 10)] {
+            let x = Tensor::randn(0f32, 1.0, (2, 3, h, w), &candle_core::Device::Cpu).unwrap().relu().unwrap();
+            for padding in [PoolPadding::Torch, PoolPadding::TfSame, PoolPadding::CaffeCeil] {
+                let a = max_pool_3x3_s2_differentiable(&x, padding).unwrap();
+                let b = snzoo_kernels::max_pool_3x3_s2(&x, padding, Implementation::Fast).unwrap();
+                assert_eq!(a.dims(), b.dims(), "{padding:?} {h}x{w}");
+                let d = (a - b).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+                assert_eq!(d, 0.0, "{padding:?} {h}x{w}");
+            }
+        }
     }
 }
