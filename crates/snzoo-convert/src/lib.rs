@@ -14,15 +14,20 @@
 //!
 //! This crate knows nothing of models; architecture checks belong to the caller.
 
+pub mod caffe;
 pub mod checkpoint;
 pub mod npy;
 pub mod pickle;
+pub mod proto;
+pub mod tensorflow;
+pub mod torch7;
 
 use std::collections::HashMap;
 use std::io::Write;
 use std::path::Path;
 
 pub use checkpoint::{read_torch_checkpoint, read_torch_checkpoint_from, CheckpointError, CheckpointInfo, TorchCheckpoint, TorchFormat};
+pub use tensorflow::{read_tf_checkpoint, TfCheckpoint, TfError, TfFormat};
 
 /// Element types of PyTorch storages.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -115,8 +115,8 @@ fn prepare(dataset: &Dataset, transform: &EvalTransform, pos: usize, times: &Sta
 fn decode_and_transform(bytes: &[u8], transform: &EvalTransform, times: &StageTimes, t: Instant) -> Result<Vec<f32>, String> {
     let img = snzoo_preprocess::decode_rgb(bytes).map_err(|e| e.to_string())?;
     let t = StageTimes::add(&times.decode_ns, t);
-    let crop = transform.crop_rgb(&img).map_err(|e| e.to_string())?;
-    let x = transform.normalize(&crop);
+    let crop = transform.crop_image(&img).map_err(|e| e.to_string())?;
+    let x = transform.normalize_crop(&crop);
     StageTimes::add(&times.preprocess_ns, t);
     Ok(x)
 }

@@ -65,7 +65,8 @@ pub enum PoolPadding {
     /// PyTorch `max_pool2d(3, 2, padding=1)` (floor): windows start at 2·o − 1.
     #[default]
     Torch,
-    /// TensorFlow `'SAME'`: ⌈n / 2⌉ outputs, windows start at 2·o (the padding goes after).
+    /// TensorFlow `'SAME'`: ⌈n / 2⌉ outputs; the padding (2 for odd n, 1 for even) is split
+    /// with the smaller half before: windows start at 2·o − (n mod 2).
     TfSame,
     /// Caffe `pad 0` with its ceil rounding: ⌈(n − 3) / 2⌉ + 1 outputs, windows start at 2·o.
     CaffeCeil,
@@ -76,7 +77,7 @@ impl PoolPadding {
     pub fn geometry(self, n: usize) -> (usize, usize) {
         match self {
             PoolPadding::Torch => ((n - 1) / 2 + 1, 1),
-            PoolPadding::TfSame => (n.div_ceil(2), 0),
+            PoolPadding::TfSame => (n.div_ceil(2), n % 2),
             PoolPadding::CaffeCeil => (n.saturating_sub(3).div_ceil(2) + 1, 0),
         }
     }
@@ -190,14 +191,15 @@ mod tests {
             let v = x.flatten_all()?.to_vec1::<f32>()?;
             for padding in [PoolPadding::TfSame, PoolPadding::CaffeCeil] {
                 let got = x.apply_op1_no_bwd(&MaxPool3x3S2 { padding })?.flatten_all()?.to_vec1::<f32>()?;
-                let (ho, wo) = (padding.geometry(h).0, padding.geometry(w).0);
+                let ((ho, py), (wo, px)) = (padding.geometry(h), padding.geometry(w));
                 let mut want = Vec::new();
                 for ch in 0..2 {
                     for oy in 0..ho {
                         for ox in 0..wo {
                             let mut m = f32::NEG_INFINITY;
-                            for y in 2 * oy..(2 * oy + 3).min(h) {
-                                for xx in 2 * ox..(2 * ox + 3).min(w) {
+                            // Window rows 2·o − pad .. 2·o − pad + 3, inside the image.
+                            for y in (2 * oy).saturating_sub(py)..(2 * oy + 3 - py).min(h) {
+                                for xx in (2 * ox).saturating_sub(px)..(2 * ox + 3 - px).min(w) {
                                     m = m.max(v[ch * h * w + y * w + xx]);
                                 }
                             }
@@ -211,6 +213,9 @@ mod tests {
         // 112 → 56 in every convention; odd sizes differ.
         assert_eq!([PoolPadding::Torch, PoolPadding::TfSame, PoolPadding::CaffeCeil].map(|p| p.geometry(112).0), [56, 56, 56]);
         assert_eq!([PoolPadding::Torch, PoolPadding::TfSame, PoolPadding::CaffeCeil].map(|p| p.geometry(7).0), [4, 4, 3]);
+        // TF pads an odd axis by one on each side (as PyTorch does), an even one only after.
+        assert_eq!(PoolPadding::TfSame.geometry(31), (16, 1));
+        assert_eq!(PoolPadding::TfSame.geometry(34), (17, 0));
         Ok(())
     }
 }

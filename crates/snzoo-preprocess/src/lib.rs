@@ -12,9 +12,22 @@
 //! and filter, crop, mean and std, channel order and value range. Every step works on 8-bit
 //! pixels as PIL does, and the float steps are done in f32 in torch's order, so the output tensor
 //! is bit-identical to torchvision's when the decoded pixels are.
+//!
+//! The BN baselines of other frameworks were evaluated with those frameworks' own image code;
+//! [`Pipeline`] selects it, each ported bit for bit:
+//!
+//! | pipeline | resize | crop offset | values |
+//! |---|---|---|---|
+//! | `torchvision` | Pillow, antialiased, 8-bit | `round((d − c) / 2)` | `(v/255 − mean) / std` |
+//! | `tf-slim` ([`tf_slim`]) | `tf.image.resize_bilinear`, f32 | `(d − c) // 2` | `v − mean` (0–255) |
+//! | `caffe` ([`opencv`]) | `cv2.resize` INTER_LINEAR, 8-bit | `(d − c) // 2` | `v − mean image` (BGR, 0–255) |
+//! | `fbtorch` ([`torch_image`]) | torch `image.scale` bicubic, f32 | `⌈(d − c) / 2⌉` | `(v·(1/255) − mean) / std` |
 
 mod decode;
+pub mod opencv;
 mod resize;
+pub mod tf_slim;
+pub mod torch_image;
 
 pub use decode::{decode_rgb, DecodeError, RgbImage, MAX_PIXELS};
 pub use resize::{resize, resize_bilinear, Filter};
@@ -156,6 +169,87 @@ impl std::str::FromStr for Interpolation {
     }
 }
 
+/// Whose image code an evaluation protocol runs (see the module documentation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pipeline {
+    /// torchvision with PIL (the SN release, torchvision, timm).
+    #[default]
+    Torchvision,
+    /// TF-Slim's `vgg_preprocessing` (2016) with `tf.image`.
+    TfSlim,
+    /// Caffe's evaluation with OpenCV (MSRA's ResNets): `cv2.resize`, a per-pixel mean image.
+    Caffe,
+    /// fb.resnet.torch with Lua Torch's `image` package.
+    Fbtorch,
+}
+
+impl Pipeline {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Pipeline::Torchvision => "torchvision",
+            Pipeline::TfSlim => "tf-slim",
+            Pipeline::Caffe => "caffe",
+            Pipeline::Fbtorch => "fbtorch",
+        }
+    }
+}
+
+impl std::str::FromStr for Pipeline {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Ok(match s {
+            "torchvision" => Pipeline::Torchvision,
+            "tf-slim" => Pipeline::TfSlim,
+            "caffe" => Pipeline::Caffe,
+            "fbtorch" => Pipeline::Fbtorch,
+            _ => return Err(format!("unknown pipeline `{s}` (torchvision, tf-slim, caffe or fbtorch)")),
+        })
+    }
+}
+
+/// A planar (CHW) RGB image of f32 values.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FloatImage {
+    pub width: usize,
+    pub height: usize,
+    pub data: Vec<f32>,
+}
+
+impl FloatImage {
+    pub fn new(width: usize, height: usize) -> Self {
+        Self { width, height, data: vec![0.0; 3 * width * height] }
+    }
+
+    /// The rectangle at (`left`, `top`) of `width`×`height` (inside the image).
+    pub fn crop(&self, left: usize, top: usize, width: usize, height: usize) -> FloatImage {
+        let mut out = FloatImage::new(width, height);
+        for c in 0..3 {
+            for y in 0..height {
+                let src = c * self.width * self.height + (y + top) * self.width + left;
+                let dst = c * width * height + y * width;
+                out.data[dst..dst + width].copy_from_slice(&self.data[src..src + width]);
+            }
+        }
+        out
+    }
+}
+
+/// A centre crop before normalization: 8-bit pixels (Pillow, OpenCV) or f32 values (TF, Lua
+/// Torch), RGB.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Crop {
+    U8(RgbImage),
+    F32(FloatImage),
+}
+
+/// A per-pixel mean (Caffe's mean image), `3 × crop × crop`, in the input tensor's channel order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeanImage {
+    pub size: usize,
+    pub data: Vec<f32>,
+}
+
 /// An evaluation protocol: resize the shorter side (Pillow's filter), center-crop, normalize.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EvalTransform {
@@ -170,6 +264,16 @@ pub struct EvalTransform {
     pub channel_order: ChannelOrder,
     #[serde(default)]
     pub value_range: ValueRange,
+    /// Whose image code resizes and crops.
+    #[serde(default)]
+    pub pipeline: Pipeline,
+    /// The protocol subtracts a per-pixel mean image (given by [`mean_image`](Self::mean_image))
+    /// instead of `mean`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_pixel_mean: bool,
+    /// The mean image of a `per_pixel_mean` protocol (stored with the weights, not in the JSON).
+    #[serde(skip)]
+    pub mean_image: Option<std::sync::Arc<MeanImage>>,
 }
 
 impl Default for EvalTransform {
@@ -184,6 +288,9 @@ impl Default for EvalTransform {
             std: IMAGENET_STD,
             channel_order: ChannelOrder::Rgb,
             value_range: ValueRange::Unit,
+            pipeline: Pipeline::Torchvision,
+            per_pixel_mean: false,
+            mean_image: None,
         }
     }
 }
@@ -195,36 +302,148 @@ pub enum PreprocessError {
     Decode(#[from] DecodeError),
     #[error("resizing to {0}×{1} pixels would exceed the {MAX_PIXELS}-pixel limit (extreme aspect ratio)")]
     TooLarge(usize, usize),
+    #[error("a {0}×{1} image is too small to resize")]
+    TooSmall(usize, usize),
+    #[error("the image resizes to {width}×{height}, smaller than the {crop}×{crop} crop (this pipeline does not pad)")]
+    SmallerThanCrop { width: usize, height: usize, crop: usize },
+    #[error("the {0} pipeline crops floats, not 8-bit pixels")]
+    NotEightBit(&'static str),
 }
 
 impl EvalTransform {
-    /// The 8-bit crop (before `ToTensor`) of a decoded image.
-    pub fn crop_rgb(&self, img: &RgbImage) -> Result<RgbImage, PreprocessError> {
-        let (w, h) = resized_dims(img.width, img.height, self.resize);
+    /// The centre crop (before normalization) of a decoded image, by this protocol's pipeline.
+    pub fn crop_image(&self, img: &RgbImage) -> Result<Crop, PreprocessError> {
+        let (w, h) = match self.pipeline {
+            Pipeline::Torchvision => resized_dims(img.width, img.height, self.resize),
+            Pipeline::TfSlim => tf_slim::resized_dims(img.width, img.height, self.resize),
+            Pipeline::Caffe => opencv::resized_dims(img.width, img.height, self.resize),
+            Pipeline::Fbtorch => torch_image::scaled_dims(img.width, img.height, self.resize).unwrap_or((img.width, img.height)),
+        };
         if (w as u64) * (h as u64) > MAX_PIXELS {
             return Err(PreprocessError::TooLarge(w, h));
         }
-        Ok(center_crop(&resize(img, w, h, self.interpolation.filter()), self.crop))
+        if w == 0 || h == 0 {
+            return Err(PreprocessError::TooSmall(img.width, img.height));
+        }
+        let c = self.crop;
+        let fits = |w: usize, h: usize| {
+            if w < c || h < c {
+                Err(PreprocessError::SmallerThanCrop { width: w, height: h, crop: c })
+            } else {
+                Ok(())
+            }
+        };
+        Ok(match self.pipeline {
+            Pipeline::Torchvision => Crop::U8(center_crop(&resize(img, w, h, self.interpolation.filter()), c)),
+            Pipeline::Caffe => {
+                fits(w, h)?;
+                let r = opencv::resize_linear(img, w, h);
+                Crop::U8(crop(&r, opencv::crop_offset(w, c), opencv::crop_offset(h, c), c, c))
+            }
+            Pipeline::TfSlim => {
+                fits(w, h)?;
+                let r = tf_slim::resize_bilinear(img, w, h);
+                Crop::F32(r.crop(tf_slim::crop_offset(w, c), tf_slim::crop_offset(h, c), c, c))
+            }
+            Pipeline::Fbtorch => {
+                fits(w, h)?;
+                let x = torch_image::load_float(img);
+                let r = if (w, h) == (img.width, img.height) { x } else { torch_image::scale_bicubic(&x, w, h) };
+                Crop::F32(r.crop(torch_image::crop_offset(w, c), torch_image::crop_offset(h, c), c, c))
+            }
+        })
+    }
+
+    /// The 8-bit crop (before `ToTensor`) of a decoded image, for the 8-bit pipelines.
+    pub fn crop_rgb(&self, img: &RgbImage) -> Result<RgbImage, PreprocessError> {
+        match self.crop_image(img)? {
+            Crop::U8(c) => Ok(c),
+            Crop::F32(_) => Err(PreprocessError::NotEightBit(self.pipeline.as_str())),
+        }
+    }
+
+    /// The input tensor (CHW f32) of a crop.
+    pub fn normalize_crop(&self, crop: &Crop) -> Vec<f32> {
+        let mut x = match crop {
+            Crop::U8(img) => {
+                if self.per_pixel_mean {
+                    // The mean image replaces the channel mean (Caffe: `(v − mean[c, y, x]) · 1`).
+                    normalize(img, [0.0; 3], self.std, self.channel_order, self.value_range)
+                } else {
+                    normalize(img, self.mean, self.std, self.channel_order, self.value_range)
+                }
+            }
+            Crop::F32(img) => {
+                // The float pipelines' values are already in their range: `(v − mean) / std`.
+                let n = img.width * img.height;
+                let source = match self.channel_order {
+                    ChannelOrder::Rgb => [0, 1, 2],
+                    ChannelOrder::Bgr => [2, 1, 0],
+                };
+                let mean = if self.per_pixel_mean { [0.0; 3] } else { self.mean };
+                let mut out = vec![0f32; 3 * n];
+                for c in 0..3 {
+                    let src = &img.data[source[c] * n..(source[c] + 1) * n];
+                    for (o, &v) in out[c * n..(c + 1) * n].iter_mut().zip(src) {
+                        *o = (v - mean[c]) / self.std[c];
+                    }
+                }
+                out
+            }
+        };
+        if let (true, Some(m)) = (self.per_pixel_mean, &self.mean_image) {
+            // (v − 0) / std is v exactly when std is 1, as the mean-image protocols have it.
+            for (o, &m) in x.iter_mut().zip(&m.data) {
+                *o -= m;
+            }
+        }
+        x
     }
 
     /// The input tensor of an 8-bit crop.
     pub fn normalize(&self, crop: &RgbImage) -> Vec<f32> {
-        normalize(crop, self.mean, self.std, self.channel_order, self.value_range)
+        self.normalize_crop(&Crop::U8(crop.clone()))
     }
 
     /// The normalized CHW tensor (3 × crop × crop) of an encoded image file's bytes.
     pub fn apply(&self, bytes: &[u8]) -> Result<Vec<f32>, PreprocessError> {
         let img = decode_rgb(bytes)?;
-        Ok(self.normalize(&self.crop_rgb(&img)?))
+        Ok(self.normalize_crop(&self.crop_image(&img)?))
     }
 
-    /// Checks that the protocol can run: positive sizes, finite values, non-zero std.
+    /// Checks that the protocol can run: positive sizes, finite values, non-zero std, a
+    /// filter its pipeline has, and its mean image when it needs one.
     pub fn check(&self) -> Result<(), String> {
         if self.resize == 0 || self.crop == 0 || self.resize > 1 << 14 || self.crop > 1 << 14 {
             return Err(format!("resize {} and crop {} must be in 1..=16384", self.resize, self.crop));
         }
         if self.mean.iter().chain(&self.std).any(|v| !v.is_finite()) || self.std.contains(&0.0) {
             return Err(format!("mean {:?} and std {:?} must be finite, std non-zero", self.mean, self.std));
+        }
+        let filter = match self.pipeline {
+            Pipeline::Torchvision => None,
+            Pipeline::TfSlim | Pipeline::Caffe => Some(Interpolation::Bilinear),
+            Pipeline::Fbtorch => Some(Interpolation::Bicubic),
+        };
+        if filter.is_some_and(|f| f != self.interpolation) {
+            return Err(format!(
+                "the {} pipeline resizes {}, not {}",
+                self.pipeline.as_str(),
+                filter.expect("some").as_str(),
+                self.interpolation.as_str()
+            ));
+        }
+        if self.per_pixel_mean {
+            if self.std != [1.0; 3] {
+                return Err("a per-pixel mean protocol divides by no std (std must be 1)".into());
+            }
+            match &self.mean_image {
+                None => return Err("the protocol subtracts a mean image, and none was given (convert with --mean-image)".into()),
+                Some(m) if m.size != self.crop || m.data.len() != 3 * m.size * m.size => {
+                    return Err(format!("the mean image is {0}×{0}, the crop {1}×{1}", m.size, self.crop))
+                }
+                Some(_) => {}
+            }
         }
         Ok(())
     }

@@ -119,6 +119,14 @@ pub struct EvalProtocol {
     /// Where the protocol comes from (the original evaluation code).
     #[serde(default)]
     pub source: Option<String>,
+    /// Whose image code resizes and crops: `torchvision` (default, PIL), `tf-slim`, `caffe`
+    /// (OpenCV) or `fbtorch` (Lua Torch's `image`).
+    #[serde(default)]
+    pub pipeline: Option<String>,
+    /// A per-pixel mean image (Caffe's `.binaryproto`) is subtracted instead of `mean`; the
+    /// card's sources include it (`role = "mean_image"`).
+    #[serde(default)]
+    pub per_pixel_mean: bool,
 }
 
 /// Where a model's weights can be fetched.

@@ -17,6 +17,15 @@ pub enum Error {
         #[source]
         source: snzoo_convert::CheckpointError,
     },
+    /// A checkpoint of another framework (TensorFlow, Caffe, Torch7) could not be read, or does
+    /// not hold the network its format implies.
+    #[error("cannot read {format} checkpoint {}", display_path(path))]
+    Format {
+        path: PathBuf,
+        format: &'static str,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
     /// The tensors of a file are not a network snzoo knows.
     #[error("{} is not a state dict of an SN ResNet that snzoo knows", display_path(path))]
     NotAModel {

@@ -205,8 +205,8 @@ pub fn finetune(
                         let mut r = Rng(seed);
                         Ok(train_t.apply(&img, &mut || r.uniform()))
                     } else {
-                        let cropped = eval_t.crop_rgb(&img).map_err(|source| Error::Image { path: file.clone(), source })?;
-                        Ok(eval_t.normalize(&cropped))
+                        let cropped = eval_t.crop_image(&img).map_err(|source| Error::Image { path: file.clone(), source })?;
+                        Ok(eval_t.normalize_crop(&cropped))
                     }
                 })
                 .collect();

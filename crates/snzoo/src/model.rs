@@ -192,6 +192,9 @@ impl Model {
                 return Err(Error::invalid("--dtype bf16 with --device cuda: only `snzoo bench` runs bf16 on CUDA so far"))
             }
         }
+        let mut transform = crate::protocol::resolve(card, &weights.metadata)?;
+        crate::protocol::attach_mean_image(&mut transform, &weights.var_builder())
+            .map_err(|e| Error::Other(format!("{}: {e}", snzoo_fs::display_path(path))))?;
         Ok(Model {
             net,
             config: weights.config,
@@ -199,7 +202,7 @@ impl Model {
             precision: options.precision,
             card,
             weights: path.to_path_buf(),
-            transform: crate::protocol::resolve(card, &weights.metadata)?,
+            transform,
         })
     }
 

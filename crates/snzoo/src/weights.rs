@@ -61,7 +61,14 @@ pub fn architecture(path: &Path, info: &SafetensorsInfo) -> Result<ResNetConfig>
         }
         None => None,
     };
-    let inferred = ResNetConfig::infer_with(&info.shapes, groups)
+    let style = match info.metadata.get("style") {
+        Some(s) => s.parse().map_err(|e| Error::BadMetadata { path: path.to_path_buf(), message: e })?,
+        None => snzoo_model::Style::Torchvision,
+    };
+    // The protocol's tensors (a mean image) are not the network's.
+    let shapes: std::collections::BTreeMap<String, Vec<usize>> =
+        info.shapes.iter().filter(|(k, _)| !crate::protocol::is_protocol_tensor(k)).map(|(k, v)| (k.clone(), v.clone())).collect();
+    let inferred = ResNetConfig::infer_styled(&shapes, groups, style)
         .map_err(|source| Error::NotAModel { path: path.to_path_buf(), source: Box::new(source) })?;
     if info.metadata.contains_key("arch") {
         let declared = ResNetConfig::from_metadata(&info.metadata)

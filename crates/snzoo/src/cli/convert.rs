@@ -8,9 +8,12 @@ use snzoo::snzoo_fs::display_path;
 
 #[derive(Debug, clap::Args)]
 pub struct ConvertArgs {
-    /// The checkpoint written by `torch.save` (zip format of torch >= 1.6, or the legacy format
-    /// of torch <= 1.5 that the released SN models use). A training dict is unwrapped and the
-    /// `module.` prefix stripped; the optimizer state is skipped.
+    /// The checkpoint: a `torch.save` file (zip format of torch >= 1.6, or the legacy format of
+    /// torch <= 1.5 that the released SN models use; a training dict is unwrapped, the `module.`
+    /// prefix stripped, the optimizer state skipped), safetensors with PyTorch names, a
+    /// TensorFlow checkpoint of TF-Slim's resnet_v1 (a V1 file, or a V2 bundle by its prefix,
+    /// `.index` or data shard), an MSRA Caffe ResNet (`.caffemodel`), an fb.resnet.torch Torch7
+    /// model (`.t7`), or a `.tar.gz` holding one of them.
     pub input: PathBuf,
     /// Where to write the safetensors file: written atomically (after an error nothing is left),
     /// never over the input or a file that is not a regular file.
@@ -26,6 +29,10 @@ pub struct ConvertArgs {
     /// output: `classify` and `eval` then preprocess for this file as that model's evaluation does.
     #[arg(long, value_name = "NAME")]
     pub protocol: Option<String>,
+    /// A per-pixel mean image to store with the weights (Caffe `.binaryproto` or `.npy`,
+    /// 3×crop×crop), for protocols that subtract one (`--protocol msra-caffe-resnet50`).
+    #[arg(long, value_name = "FILE")]
+    pub mean_image: Option<PathBuf>,
     /// Print the result as a JSON object instead of text.
     #[arg(long)]
     pub json: bool,
@@ -41,7 +48,15 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
         }
         None => None,
     };
-    let options = snzoo::convert::ConvertOptions { dtype: Some(dtype), groups: args.groups, protocol };
+    if let (Some(p), None) = (&protocol, &args.mean_image) {
+        if p.per_pixel_mean {
+            anyhow::bail!(
+                "--protocol {}: this protocol subtracts a mean image; give it with --mean-image",
+                args.protocol.as_deref().unwrap_or_default()
+            );
+        }
+    }
+    let options = snzoo::convert::ConvertOptions { dtype: Some(dtype), groups: args.groups, protocol, mean_image: args.mean_image.clone() };
     let c = snzoo::convert::convert_file(&args.input, &args.output, &options)?;
     if args.json {
         let out = serde_json::json!({
@@ -53,6 +68,8 @@ pub fn run(args: &ConvertArgs) -> Result<()> {
             "stripped_module_prefix": c.info.stripped_module_prefix,
             "tensors": c.tensors.len(),
             "arch": c.config.arch_name(),
+            "style": c.config.style.name(),
+            "skipped": c.info.skipped,
             "using_bn": c.config.using_bn(),
             "num_classes": c.config.num_classes,
             "dtype": args.dtype,
