@@ -65,15 +65,19 @@ fn rowcol(src: &[f32], ss: usize, s_len: usize, dst: &mut [f32], ds: usize, d_le
 
 /// `image.scale(src, width, height, 'bicubic')` of a planar float image.
 pub fn scale_bicubic(src: &FloatImage, width: usize, height: usize) -> FloatImage {
-    let (sw, sh) = (src.width, src.height);
-    let mut out = FloatImage::new(width, height);
+    FloatImage { width, height, data: scale_bicubic_planes(&src.data, 3, src.width, src.height, width, height) }
+}
+
+/// [`scale_bicubic`] of `channels` planes of `sw`×`sh` (CHW) to `width`×`height`.
+pub fn scale_bicubic_planes(src: &[f32], channels: usize, sw: usize, sh: usize, width: usize, height: usize) -> Vec<f32> {
+    let mut out = vec![0f32; channels * width * height];
     let mut tmp = vec![0f32; sh * width];
-    for c in 0..3 {
-        let plane = &src.data[c * sw * sh..(c + 1) * sw * sh];
+    for c in 0..channels {
+        let plane = &src[c * sw * sh..(c + 1) * sw * sh];
         for y in 0..sh {
             rowcol(&plane[y * sw..], 1, sw, &mut tmp[y * width..], 1, width);
         }
-        let dst = &mut out.data[c * width * height..(c + 1) * width * height];
+        let dst = &mut out[c * width * height..(c + 1) * width * height];
         for x in 0..width {
             rowcol(&tmp[x..], width, sh, &mut dst[x..], width, height);
         }
