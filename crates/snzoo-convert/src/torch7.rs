@@ -41,7 +41,7 @@ pub enum Torch7Error {
     Truncated(usize),
     #[error("corrupt Torch7 file at byte {at}: {message}")]
     Corrupt { at: usize, message: String },
-    #[error("Torch7 class `{0}` is not one snzoo reads (tensors, storages and nn/cudnn modules only)")]
+    #[error("Torch7 class `{0}` is not one snzoo reads (tensors, storages and the nn/cudnn layers of convolutional classifiers only)")]
     UnknownClass(String),
     #[error("the file holds a Lua function (type {0}); snzoo never runs code from a file")]
     Function(i32),
@@ -68,11 +68,12 @@ pub struct T7Tensor {
 }
 
 impl T7Tensor {
+    /// The element count (`usize::MAX` if it overflows; the reader refuses such tensors).
     pub fn numel(&self) -> usize {
         if self.sizes.is_empty() {
             0
         } else {
-            self.sizes.iter().product()
+            self.sizes.iter().try_fold(1usize, |n, &s| n.checked_mul(s)).unwrap_or(usize::MAX)
         }
     }
 
@@ -201,11 +202,34 @@ fn element_type(class: &str) -> Option<(DType, bool)> {
     Some((dtype, tensor))
 }
 
+/// The module classes read (in the `nn`, `cudnn` and `cunn` packages): the layers of
+/// convolutional classifiers and their containers. Their data is a plain field table.
+pub const MODULE_CLASSES: &[&str] = &[
+    "Sequential",
+    "ConcatTable",
+    "Concat",
+    "CAddTable",
+    "Identity",
+    "DataParallelTable",
+    "SpatialConvolution",
+    "SpatialConvolutionMM",
+    "SpatialBatchNormalization",
+    "BatchNormalization",
+    "ReLU",
+    "Threshold",
+    "SpatialMaxPooling",
+    "SpatialAveragePooling",
+    "View",
+    "Reshape",
+    "Linear",
+    "Dropout",
+    "SoftMax",
+    "LogSoftMax",
+];
+
 /// Whether a class whose data is a field table may be read.
 fn is_module_class(class: &str) -> bool {
-    ["nn.", "cudnn.", "cunn."]
-        .iter()
-        .any(|p| class.strip_prefix(p).is_some_and(|rest| !rest.is_empty() && rest.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')))
+    ["nn.", "cudnn.", "cunn."].iter().any(|p| class.strip_prefix(p).is_some_and(|rest| MODULE_CLASSES.contains(&rest)))
 }
 
 struct Reader<'a> {
@@ -213,6 +237,8 @@ struct Reader<'a> {
     pos: usize,
     /// Objects by reference index; `None` while one is being read (a cycle).
     refs: HashMap<i32, Option<Value>>,
+    /// The index the next new table or object must have (File.lua numbers them in order).
+    next: i32,
 }
 
 impl<'a> Reader<'a> {
@@ -268,6 +294,11 @@ impl<'a> Reader<'a> {
                 if let Some(seen) = self.refs.get(&index) {
                     return seen.clone().ok_or_else(|| self.corrupt(format!("object {index} refers to itself (a cycle)")));
                 }
+                if index != self.next {
+                    return Err(self
+                        .corrupt(format!("a reference to object {index}, which is neither defined nor the next new one ({})", self.next)));
+                }
+                self.next += 1;
                 self.refs.insert(index, None);
                 let v = if kind == 3 { Value::Table(Rc::new(self.table(depth)?)) } else { self.torch(depth)? };
                 self.refs.insert(index, Some(v.clone()));
@@ -343,6 +374,9 @@ impl<'a> Reader<'a> {
             Value::Storage(s) => Some(s),
             _ => return Err(self.corrupt(format!("`{class}` without a storage"))),
         };
+        if sizes.iter().try_fold(1usize, |n, &s| n.checked_mul(s)).is_none() {
+            return Err(self.corrupt(format!("`{class}` of sizes {sizes:?}: the element count overflows")));
+        }
         let t = T7Tensor { class: class.clone(), sizes, strides, offset, storage };
         let n = t.numel();
         if n > 0 {
@@ -369,7 +403,7 @@ impl<'a> Reader<'a> {
 
 /// Decodes a Torch7 file's first object.
 pub fn parse_t7(bytes: &[u8]) -> Result<Value, Torch7Error> {
-    let mut r = Reader { buf: bytes, pos: 0, refs: HashMap::new() };
+    let mut r = Reader { buf: bytes, pos: 0, refs: HashMap::new(), next: 1 };
     r.object(0)
 }
 
@@ -478,8 +512,11 @@ pub(crate) mod tests {
     #[test]
     fn refusals() {
         let mut w = W::default();
-        w.torch("nn.Lambda2").table(0);
+        w.torch("nn.Identity").table(0);
         assert!(parse_t7(&w.0).is_ok());
+        let mut w = W::default();
+        w.torch("nn.Lambda").table(0);
+        assert!(matches!(parse_t7(&w.0), Err(Torch7Error::UnknownClass(c)) if c == "nn.Lambda"));
         let mut w = W::default();
         w.torch("os.execute").table(0);
         assert!(matches!(parse_t7(&w.0), Err(Torch7Error::UnknownClass(c)) if c == "os.execute"));

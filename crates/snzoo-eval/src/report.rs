@@ -45,7 +45,17 @@ pub struct PreprocessInfo {
     /// The crop fraction as the model's card states it (timm's `crop_pct`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub crop_pct: Option<f64>,
+    /// Whose image code resized and cropped (`torchvision`, `tf-slim`, `caffe`, `fbtorch`).
+    #[serde(default = "default_pipeline")]
+    pub pipeline: String,
+    /// A per-pixel mean image was subtracted (instead of `mean`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub per_pixel_mean: bool,
     pub decoder: String,
+}
+
+fn default_pipeline() -> String {
+    "torchvision".into()
 }
 
 fn default_channel_order() -> String {

@@ -348,6 +348,13 @@ impl ResNetConfig {
             s => return Err(ArchError::Infer(format!("`fc.weight` has shape {s:?}"))),
         };
         let config = Self { version, block, layers, width, num_classes, norm, style };
+        if style != Style::Torchvision && (norm != NormSpec::Batch || version != Version::V1 || block != BlockKind::Bottleneck) {
+            return Err(ArchError::Infer(format!(
+                "the {} layout is a v1 bottleneck BatchNorm network, not {}",
+                style.name(),
+                config.arch_name()
+            )));
+        }
         config.validate(shapes)?;
         Ok(config)
     }
@@ -397,8 +404,8 @@ impl ResNetConfig {
             None => Style::Torchvision,
         };
         let config = Self { version, block, layers, width: num("width")?, num_classes: num("num_classes")?, norm, style };
-        if style != Style::Torchvision && (version != Version::V1 || block != BlockKind::Bottleneck) {
-            return Err(ArchError::Metadata(format!("the {} style is a v1 bottleneck network", style.name())));
+        if style != Style::Torchvision && (version != Version::V1 || block != BlockKind::Bottleneck || norm != NormSpec::Batch) {
+            return Err(ArchError::Metadata(format!("the {} style is a v1 bottleneck BatchNorm network", style.name())));
         }
         if config.width == 0 || config.num_classes == 0 || layers.contains(&0) {
             return Err(ArchError::Metadata("zero width, classes or blocks".into()));
@@ -511,6 +518,9 @@ mod tests {
     fn framework_styles() {
         let tv = ResNetConfig::torchvision(50, 1000).unwrap();
         let with = |style| ResNetConfig { style, ..tv.clone() };
+        // The styles are BatchNorm layouts: an SN network's keys are not read as one.
+        let sn = ResNetConfig::standard(Version::V1, 50, true, 1000).unwrap();
+        assert!(ResNetConfig::infer_styled(&shapes(&sn), None, Style::Slim).is_err());
         let count = |style| shapes(&with(style)).len();
         assert_eq!(count(Style::Torchvision), 267);
         assert_eq!(count(Style::Slim), 267);

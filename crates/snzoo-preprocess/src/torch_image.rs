@@ -24,8 +24,8 @@ pub fn load_float(img: &RgbImage) -> FloatImage {
     let mut out = FloatImage::new(img.width, img.height);
     let plane = img.width * img.height;
     for (i, px) in img.data.chunks_exact(3).enumerate() {
-        for c in 0..3 {
-            out.data[c * plane + i] = f32::from(px[c]) * INV_255;
+        for (c, &v) in px.iter().enumerate() {
+            out.data[c * plane + i] = f32::from(v) * INV_255;
         }
     }
     out

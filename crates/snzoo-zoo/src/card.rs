@@ -41,6 +41,10 @@ pub struct ModelCard {
     pub training: Option<Training>,
     pub claimed: Claimed,
     pub eval: EvalProtocol,
+    /// Further files the model needs besides its checkpoint (MSRA's mean image), fetched and
+    /// verified like it.
+    #[serde(default)]
+    pub extra_files: Vec<ExtraFile>,
     #[serde(default)]
     pub sources: Vec<Source>,
 }
@@ -129,6 +133,21 @@ pub struct EvalProtocol {
     pub per_pixel_mean: bool,
 }
 
+/// A file a model needs besides its checkpoint.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtraFile {
+    /// Its released name (also its name in the store).
+    pub file: String,
+    /// What it is for: `mean_image` (the evaluation protocol's per-pixel mean).
+    pub role: String,
+    #[serde(default)]
+    pub sha256: Option<String>,
+    /// Where it comes from (empty: with the checkpoint's own sources, by hand).
+    #[serde(default)]
+    pub sources: Vec<Source>,
+}
+
 /// Where a model's weights can be fetched.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
@@ -138,6 +157,11 @@ pub enum Source {
         url: String,
     },
     BaiduPan {
+        url: String,
+        note: String,
+    },
+    /// A page a person downloads from (OneDrive, a login), then `--from-file`.
+    Manual {
         url: String,
         note: String,
     },
@@ -160,8 +184,9 @@ impl ModelCard {
         if !crate::fetch::is_safe_component(&self.name) || self.name.starts_with('.') {
             return Err(format!("the model name {:?} cannot be a directory name", self.name));
         }
-        if let Some(f) = &self.file {
-            if !crate::fetch::is_safe_component(f) || f.starts_with('.') {
+        for f in self.file.iter().chain(self.extra_files.iter().map(|e| &e.file)) {
+            if !crate::fetch::is_safe_component(f) || f.starts_with('.') || f == "model.safetensors" || f == "sha256" || f == "results.json"
+            {
                 return Err(format!("the file name {f:?} of {} cannot be a file name", self.name));
             }
         }
@@ -172,7 +197,7 @@ impl ModelCard {
 impl Source {
     /// Whether snzoo can fetch it by itself (Baidu Pan needs a browser).
     pub fn automatic(&self) -> bool {
-        !matches!(self, Source::BaiduPan { .. })
+        !matches!(self, Source::BaiduPan { .. } | Source::Manual { .. })
     }
 }
 
@@ -262,9 +287,15 @@ mod tests {
         let lr = |n: &str| card(n).unwrap().training.as_ref().unwrap().initial_lr;
         assert_eq!((lr("resnet50v1-sn-8x32-step"), lr("resnet50v1-sn-8x4-step"), lr("resnet50v1-sn-8x1-step")), (0.1, 0.0125, 0.003125));
         assert_eq!(cards().len(), 12);
-        assert!(card("torchvision-resnet50").unwrap().loadable);
-        for n in ["tf-slim-resnet_v1_50", "msra-caffe-resnet50", "fb-resnet-torch-resnet50"] {
-            assert!(!card(n).unwrap().loadable);
-        }
+        // Every row of the release's table loads, the BN baselines in their own formats.
+        assert!(cards().iter().all(|c| c.loadable));
+        let layout = |n: &str| card(n).unwrap().arch.clone();
+        assert_eq!(
+            [layout("tf-slim-resnet_v1_50"), layout("msra-caffe-resnet50"), layout("fb-resnet-torch-resnet50")],
+            ["resnet50v1-bn-slim", "resnet50v1-bn-msra", "resnet50v1-bn-fbtorch"]
+        );
+        let msra = card("msra-caffe-resnet50").unwrap();
+        assert!(msra.eval.per_pixel_mean);
+        assert_eq!(msra.extra_files[0].file, "ResNet_mean.binaryproto");
     }
 }

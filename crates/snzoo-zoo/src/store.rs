@@ -10,7 +10,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::card::{ModelCard, Source};
+use crate::card::{ExtraFile, ModelCard, Source};
 use crate::fetch::{FetchError, Fetcher, Progress};
 
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,10 @@ pub enum ZooError {
     NoSource { name: String, manual: String },
     #[error("{name} cannot be loaded by snzoo: {reason}")]
     NotLoadable { name: String, reason: String },
+    #[error(
+        "{name} also needs {file}, which snzoo cannot fetch by itself; download it by hand ({manual}) and add `--from-file PATH/{file}`"
+    )]
+    NoExtraSource { name: String, file: String, manual: String },
 }
 
 fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> ZooError + 'a {
@@ -74,6 +78,8 @@ pub struct AcquireOptions {
     pub sha256: Option<String>,
     /// A checkpoint fetched by hand (Baidu Pan, a browser).
     pub from_file: Option<PathBuf>,
+    /// Extra files fetched by hand, by their card file name (MSRA's mean image).
+    pub extra_from_files: std::collections::BTreeMap<String, PathBuf>,
 }
 
 /// The local store.
@@ -176,6 +182,82 @@ impl Store {
         self.verify(card, &part, &target, opts)
     }
 
+    /// Gets one of `card`'s extra files into the store (from `from_file`, its own automatic
+    /// source, or already there) and verifies it against its card checksum. Hold the lock.
+    pub fn acquire_extra(
+        &self,
+        card: &ModelCard,
+        extra: &ExtraFile,
+        from_file: Option<&Path>,
+        fetcher: &Fetcher,
+        progress: &mut dyn Progress,
+        log: &mut dyn FnMut(&str),
+    ) -> Result<PathBuf, ZooError> {
+        let dir = self.model_dir(&card.name);
+        std::fs::create_dir_all(&dir).map_err(io("create", &dir))?;
+        let target = dir.join(&extra.file);
+        let mut part = target.clone().into_os_string();
+        part.push(".part");
+        let part = PathBuf::from(part);
+        let file = if let Some(src) = from_file {
+            log(&format!("copying {}", src.display()));
+            copy_file(src, &part)?;
+            part.clone()
+        } else if target.exists() {
+            target.clone()
+        } else {
+            let manual = || {
+                let pages: Vec<String> = extra
+                    .sources
+                    .iter()
+                    .chain(&card.sources)
+                    .filter_map(|s| match s {
+                        Source::BaiduPan { url, .. } | Source::Manual { url, .. } | Source::Url { url } => Some(url.clone()),
+                        _ => None,
+                    })
+                    .collect();
+                ZooError::NoExtraSource { name: card.name.clone(), file: extra.file.clone(), manual: pages.join(", ") }
+            };
+            match extra.sources.iter().find(|s| s.automatic()) {
+                Some(Source::Url { url }) => {
+                    log(&format!("downloading {url}"));
+                    fetcher.fetch_resumable(url, &part, progress)?;
+                }
+                Some(Source::GoogleDrive { id, .. }) => {
+                    log(&format!("downloading Google Drive file {id}"));
+                    let url = fetcher.resolve_google_drive(id)?;
+                    fetcher.fetch_resumable(&url, &part, progress)?;
+                }
+                Some(Source::Hf { repo, file, revision }) => {
+                    let cached = fetcher.fetch_hub(repo, file, revision.as_deref(), progress)?;
+                    copy_file(&cached, &part)?;
+                }
+                _ => return Err(manual()),
+            }
+            part.clone()
+        };
+        let actual = snzoo_fs::sha256_file(&file)?;
+        if let Some(expected) = &extra.sha256 {
+            if actual != expected.to_lowercase() {
+                let mut bad = target.as_os_str().to_owned();
+                bad.push(format!(".bad-{}", &actual[..12]));
+                let bad = PathBuf::from(bad);
+                std::fs::rename(&file, &bad).map_err(io("move aside", &file))?;
+                return Err(ZooError::ChecksumMismatch {
+                    name: format!("{} ({})", card.name, extra.file),
+                    expected: expected.clone(),
+                    actual,
+                    moved_to: bad,
+                });
+            }
+            log(&format!("{}: sha256 {actual} verified (card)", extra.file));
+        }
+        if file != target {
+            std::fs::rename(&file, &target).map_err(io("move into place", &file))?;
+        }
+        Ok(target)
+    }
+
     fn download(
         &self,
         card: &ModelCard,
@@ -193,7 +275,7 @@ impl Store {
                     .sources
                     .iter()
                     .map(|s| match s {
-                        Source::BaiduPan { url, .. } => url.clone(),
+                        Source::BaiduPan { url, .. } | Source::Manual { url, .. } => url.clone(),
                         other => format!("{other:?}"),
                     })
                     .collect::<Vec<_>>()
@@ -215,7 +297,7 @@ impl Store {
                 let cached = fetcher.fetch_hub(&repo, &file, revision.as_deref(), progress)?;
                 copy_file(&cached, part)?;
             }
-            Source::BaiduPan { url, .. } => {
+            Source::BaiduPan { url, .. } | Source::Manual { url, .. } => {
                 return Err(ZooError::NoSource { name: card.name.clone(), manual: url });
             }
         }

@@ -61,6 +61,8 @@ pub fn preprocess_info(model: &Model) -> PreprocessInfo {
         channel_order: name(serde_json::to_value(t.channel_order).expect("serialisable")),
         value_range: name(serde_json::to_value(t.value_range).expect("serialisable")),
         crop_pct: model.card().and_then(|c| c.eval.crop_pct),
+        pipeline: t.pipeline.as_str().into(),
+        per_pixel_mean: t.per_pixel_mean,
         decoder: "libjpeg-turbo (PIL settings); image crate for other formats".into(),
     }
 }

@@ -62,11 +62,23 @@ pub fn ensure_converted(card: &ModelCard, fetch: Fetch<'_>) -> Result<PathBuf> {
             }
         )),
     }
+    // Extra files (MSRA's mean image) come the same way, each verified.
+    let mut mean_image = None;
+    for extra in &card.extra_files {
+        let given = options.extra_from_files.get(&extra.file).map(PathBuf::as_path);
+        let path = store.acquire_extra(card, extra, given, &fetcher, progress, log)?;
+        if extra.role == "mean_image" {
+            mean_image = Some(path);
+        }
+    }
     let up_to_date =
         crate::weights::read_safetensors_info(&converted).ok().is_some_and(|h| h.metadata.get("source_sha256") == Some(&verified.sha256));
     if !up_to_date {
-        // GroupNorm's group count is not in the weights: the card says it.
-        let result = crate::convert::convert_checkpoint_with(&verified.path, None, card.normalization.groups).and_then(|c| {
+        // GroupNorm's group count is not in the weights: the card says it; so is the protocol.
+        let protocol = crate::protocol::from_card(card)?;
+        let options =
+            crate::convert::ConvertOptions { dtype: None, groups: card.normalization.groups, protocol: Some(protocol), mean_image };
+        let result = crate::convert::convert_with(&verified.path, &options).and_then(|c| {
             if c.config.arch_name() != card.arch || c.config.using_bn() != card.normalization.using_bn {
                 return Err(Error::Other(format!(
                     "{} converted to {} (using_bn={}), but the card {} says {} (using_bn={}); not using it",
@@ -91,7 +103,6 @@ pub fn ensure_converted(card: &ModelCard, fetch: Fetch<'_>) -> Result<PathBuf> {
             }
         };
         c.metadata.insert("model_card".into(), card.name.clone());
-        crate::protocol::to_metadata(&crate::protocol::from_card(card)?, &mut c.metadata);
         write_converted(&c, &converted, &[&verified.path])?;
         log(&format!("converted to {} ({}, using_bn={})", converted.display(), c.config.arch_name(), c.config.using_bn()));
     }
@@ -100,6 +111,38 @@ pub fn ensure_converted(card: &ModelCard, fetch: Fetch<'_>) -> Result<PathBuf> {
         log(&format!("recorded sha256 {}", verified.sha256));
     }
     Ok(converted)
+}
+
+/// Sorts files fetched by hand (`--from-file`, repeatable) into the card's checkpoint and its
+/// extra files, by extension: a file whose extension is an extra file's (and not the
+/// checkpoint's) is that extra file.
+pub fn assign_from_files(card: &ModelCard, files: &[PathBuf]) -> Result<(Option<PathBuf>, std::collections::BTreeMap<String, PathBuf>)> {
+    let ext = |p: &str| Path::new(p).extension().map(|e| e.to_string_lossy().to_lowercase());
+    let main_ext = card.file.as_deref().and_then(ext);
+    let mut main = None;
+    let mut extra = std::collections::BTreeMap::new();
+    for f in files {
+        let e = f.extension().map(|e| e.to_string_lossy().to_lowercase());
+        let target = card.extra_files.iter().find(|x| e.is_some() && ext(&x.file) == e && main_ext != e);
+        match target {
+            Some(x) => {
+                if extra.insert(x.file.clone(), f.clone()).is_some() {
+                    return Err(Error::invalid(format!("--from-file: two files for {}", x.file)));
+                }
+            }
+            None => {
+                if main.replace(f.clone()).is_some() {
+                    let names: Vec<String> = card.extra_files.iter().map(|x| x.file.clone()).collect();
+                    return Err(Error::invalid(format!(
+                        "--from-file: two checkpoints for {} (its other files, by extension: {})",
+                        card.name,
+                        if names.is_empty() { "none".into() } else { names.join(", ") }
+                    )));
+                }
+            }
+        }
+    }
+    Ok((main, extra))
 }
 
 /// A weights argument: an existing file, or a model name from the zoo (downloaded, verified and

@@ -48,6 +48,9 @@ fn metadata_value() -> impl Strategy<Value = String> {
         Just("false".to_string()),
         Just("batch".to_string()),
         Just("switchable".to_string()),
+        Just("slim".to_string()),
+        Just("msra".to_string()),
+        Just("fbtorch".to_string()),
         Just("4".to_string()),
         Just("1000".to_string()),
         Just("18446744073709551615".to_string()),
@@ -66,6 +69,7 @@ fn metadata_key() -> impl Strategy<Value = String> {
         Just("using_bn".to_string()),
         Just("num_classes".to_string()),
         Just("norm".to_string()),
+        Just("style".to_string()),
         "[a-z_]{1,12}",
     ]
 }
@@ -104,4 +108,36 @@ proptest! {
         }
         let _ = open(&b);
     }
+
+    /// The other frameworks' checkpoints, edited, through the whole conversion (reader, layout
+    /// mapping, architecture checks): a converted network or an error.
+    #[test]
+    fn edited_framework_checkpoints_never_panic(seed in 0usize..4, edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..6), cut in proptest::option::of(any::<usize>())) {
+        let (rel, name) = [
+            ("frameworks/slim/tiny.ckpt", "m.ckpt"),
+            ("frameworks/caffe/tiny.caffemodel", "m.caffemodel"),
+            ("frameworks/torch7/tiny.t7", "m.t7"),
+            ("frameworks/torch7/tiny_float_oldbn.t7", "m.t7"),
+        ][seed];
+        let mut b = framework_file(rel).to_vec();
+        for (i, v) in edits {
+            let n = b.len();
+            b[i % n] = v;
+        }
+        if let Some(c) = cut {
+            b.truncate(c % (b.len() + 1));
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(name);
+        std::fs::write(&path, &b).unwrap();
+        if let Ok(c) = snzoo::convert::convert_checkpoint(&path, None) {
+            prop_assert_eq!(c.config.layers, [2, 1, 2, 1]);
+        }
+    }
+}
+
+fn framework_file(rel: &str) -> &'static [u8] {
+    static FILES: OnceLock<std::sync::Mutex<HashMap<String, &'static [u8]>>> = OnceLock::new();
+    let mut m = FILES.get_or_init(Default::default).lock().unwrap();
+    m.entry(rel.to_string()).or_insert_with(|| Box::leak(std::fs::read(fixture(rel)).unwrap().into_boxed_slice()))
 }

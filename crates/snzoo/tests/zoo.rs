@@ -693,3 +693,231 @@ fn a_groupnorm_model_from_the_hub() {
     assert_eq!(cfg["architectures"][0], "ResNet");
     assert_eq!(cfg["preprocessing"]["interpolation"], "bicubic");
 }
+
+/// A server of fixed files by path.
+fn files_server(files: Vec<(&'static str, Vec<u8>)>) -> Server {
+    serve(Arc::new(move |req: &Request| match files.iter().find(|(p, _)| *p == req.path) {
+        Some((_, data)) => range_response(req, data, false, vec![]),
+        None => Response { status: 404, headers: vec![], body: b"not found".to_vec(), cut_after: None },
+    }))
+}
+
+/// A zoo whose only card is `card` (named `name`).
+fn zoo_with_card(name: &str, card: &str) -> Zoo {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("cards")).unwrap();
+    std::fs::write(dir.path().join(format!("cards/{name}.toml")), card).unwrap();
+    Zoo { dir }
+}
+
+/// The card of a baseline's tiny fixture network: the real card's protocol, `extra` lines.
+fn baseline_card(name: &str, arch: &str, file: &str, eval: &str, extra: &str) -> String {
+    format!(
+        r#"name = "{name}"
+title = "test"
+arch = "{arch}"
+loadable = true
+format = "test"
+file = "{file}"
+license = "MIT"
+paper = "test"
+repository = "test"
+
+[normalization]
+kind = "batch"
+using_bn = true
+
+[claimed]
+top1 = 20.0
+top5 = 50.0
+
+[eval]
+{eval}
+{extra}
+"#
+    )
+}
+
+/// The `[eval]` section of a bundled card.
+fn eval_section(card: &str) -> String {
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../model_cards").join(format!("{card}.toml"))).unwrap();
+    let start = text.find("[eval]\n").unwrap() + 7;
+    let end = text[start..].find("\n[").map_or(text.len(), |e| start + e);
+    text[start..end].to_string()
+}
+
+fn npy_data_sha256(path: &Path) -> String {
+    let (_, v) = snzoo_convert::npy::read_npy_f32(path).unwrap();
+    sha256_hex(&v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>())
+}
+
+fn protocol_entry(file: &str, key: &str, image: &str) -> serde_json::Value {
+    let j: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture(&format!("images/{file}"))).unwrap()).unwrap();
+    j[key].as_array().unwrap().iter().find(|e| e["image"] == image).unwrap().clone()
+}
+
+fn tar_gz(members: &[(&str, &[u8])]) -> Vec<u8> {
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast()));
+    for (name, data) in members {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        b.append_data(&mut h, name, *data).unwrap();
+    }
+    b.into_inner().unwrap().finish().unwrap()
+}
+
+/// TF-Slim's release: a `.tar.gz` holding a V1 checkpoint, downloaded, converted to its layout,
+/// classified with slim's preprocessing (the input saved is TensorFlow's, bit for bit).
+#[test]
+fn tf_slim_release_archive_end_to_end() {
+    let ckpt = std::fs::read(fixture("frameworks/slim/tiny.ckpt")).unwrap();
+    let server = files_server(vec![("/models/resnet_v1_tiny.tar.gz", tar_gz(&[("resnet_v1_tiny.ckpt", &ckpt)]))]);
+    let source = format!("[[sources]]\nkind = \"url\"\nurl = \"{}/models/resnet_v1_tiny.tar.gz\"", server.base);
+    let card = baseline_card(
+        "slim-tiny",
+        "resnet20v1-bn-l2.1.2.1-w4-slim",
+        "resnet_v1_tiny.tar.gz",
+        &eval_section("tf-slim-resnet_v1_50"),
+        &source,
+    );
+    let zoo = zoo_with_card("slim-tiny", &card);
+    assert_ok(&zoo.run(&["download", "slim-tiny", "-q"], &[]));
+    let meta = converted_metadata(&zoo.home().join("models/slim-tiny/model.safetensors"));
+    assert_eq!(meta["style"], "slim");
+    assert_eq!(meta["source_format"], "TensorFlow V1 checkpoint (in resnet_v1_tiny.tar.gz)");
+    assert!(meta["eval_protocol"].contains("\"tf-slim\""), "{}", meta["eval_protocol"]);
+    let saved = zoo.dir.path().join("input.npy");
+    let out = zoo.run(
+        &["classify", "slim-tiny", fixture("images/chelsea_420.jpg").to_str().unwrap(), "--save-input", saved.to_str().unwrap(), "--json"],
+        &[],
+    );
+    assert_ok(&out);
+    assert_eq!(
+        npy_data_sha256(&saved),
+        protocol_entry("slim_protocol.json", "images", "chelsea_420.jpg")["tensor_sha256"].as_str().unwrap()
+    );
+    let info = zoo.run(&["info", "slim-tiny"], &[]);
+    assert!(
+        String::from_utf8_lossy(&info.stdout).contains("tf-slim pipeline: Resize(256, bilinear)"),
+        "{}",
+        String::from_utf8_lossy(&info.stdout)
+    );
+    let hf = zoo.dir.path().join("export");
+    assert_ok(&zoo.run(&["export", "slim-tiny", "--hf", hf.to_str().unwrap()], &[]));
+    let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(hf.join("config.json")).unwrap()).unwrap();
+    assert_eq!((cfg["layout"].as_str(), cfg["preprocessing"]["pipeline"].as_str()), (Some("slim"), Some("tf-slim")));
+}
+
+/// MSRA's model and mean image, both fetched by hand: `--from-file` twice, told apart by
+/// extension, the mean image verified against the card's sha256 and stored with the weights;
+/// the input saved is the Caffe way (BGR 0–255 crop minus the mean image).
+#[test]
+fn msra_caffe_model_and_mean_image_by_hand() {
+    use prost::Message;
+    let zoo_dir = tempfile::tempdir().unwrap();
+    // A 224×224 per-pixel BGR mean, written as Caffe writes it (legacy 4-D fields).
+    let mean: Vec<f32> = (0..3 * 224 * 224).map(|i| 100.0 + (i % 29) as f32 * 0.75).collect();
+    let blob = snzoo_convert::proto::caffe::BlobProto {
+        num: Some(1),
+        channels: Some(3),
+        height: Some(224),
+        width: Some(224),
+        data: mean.clone(),
+        ..Default::default()
+    };
+    let mean_file = zoo_dir.path().join("ResNet_mean.binaryproto");
+    std::fs::write(&mean_file, blob.encode_to_vec()).unwrap();
+    let mean_sha = sha256_hex(&std::fs::read(&mean_file).unwrap());
+    let extra = format!(
+        "[[extra_files]]\nfile = \"ResNet_mean.binaryproto\"\nrole = \"mean_image\"\nsha256 = \"{mean_sha}\"\n\n[[sources]]\nkind = \"manual\"\nurl = \"https://example.invalid/onedrive\"\nnote = \"by hand\""
+    );
+    let card = baseline_card(
+        "msra-tiny",
+        "resnet20v1-bn-l2.1.2.1-w4-msra",
+        "ResNet-tiny-model.caffemodel",
+        &eval_section("msra-caffe-resnet50"),
+        &extra,
+    );
+    let zoo = zoo_with_card("msra-tiny", &card);
+    // Without the files: the message says where to get them.
+    let out = zoo.run(&["download", "msra-tiny", "-q"], &[]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("https://example.invalid/onedrive"), "{}", String::from_utf8_lossy(&out.stderr));
+    // The model alone: the mean image is missing, and said so.
+    let model = fixture("frameworks/caffe/tiny.caffemodel");
+    let out = zoo.run(&["download", "msra-tiny", "-q", "--from-file", model.to_str().unwrap()], &[]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("also needs ResNet_mean.binaryproto"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A wrong mean image is refused by its checksum.
+    let wrong = zoo_dir.path().join("other.binaryproto");
+    std::fs::write(&wrong, snzoo_convert::proto::caffe::BlobProto { data: vec![1.0], ..blob.clone() }.encode_to_vec()).unwrap();
+    let out =
+        zoo.run(&["download", "msra-tiny", "-q", "--from-file", model.to_str().unwrap(), "--from-file", wrong.to_str().unwrap()], &[]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("checksum mismatch"), "{}", String::from_utf8_lossy(&out.stderr));
+    let out =
+        zoo.run(&["download", "msra-tiny", "-q", "--from-file", mean_file.to_str().unwrap(), "--from-file", model.to_str().unwrap()], &[]);
+    assert_ok(&out);
+    let meta = converted_metadata(&zoo.home().join("models/msra-tiny/model.safetensors"));
+    assert_eq!((meta["style"].as_str(), meta["source_format"].as_str()), ("msra", "Caffe model"));
+    let saved = zoo.dir.path().join("input.npy");
+    let photo = "coffee_444.jpg";
+    assert_ok(&zoo.run(
+        &["classify", "msra-tiny", fixture(&format!("images/{photo}")).to_str().unwrap(), "--save-input", saved.to_str().unwrap()],
+        &[],
+    ));
+    // Adding the mean back gives OpenCV's 8-bit BGR crop.
+    let (shape, x) = snzoo_convert::npy::read_npy_f32(&saved).unwrap();
+    assert_eq!(shape, vec![1, 3, 224, 224]);
+    let n = 224 * 224;
+    let crop: Vec<u8> = (0..n)
+        .flat_map(|i| (0..3).map(move |c| (c, i)))
+        .map(|(c, i)| {
+            let v = x[c * n + i] + mean[c * n + i];
+            assert_eq!(v, v.round(), "not an 8-bit value");
+            v as u8
+        })
+        .collect();
+    assert_eq!(sha256_hex(&crop), protocol_entry("caffe_protocol.json", "images", photo)["crop_sha256"].as_str().unwrap());
+}
+
+/// fb.resnet.torch's `resnet-50.t7` from its URL, classified with Lua Torch's preprocessing
+/// (the input saved is the one torch/image computes, bit for bit).
+#[test]
+fn fb_resnet_torch_model_end_to_end() {
+    let server = files_server(vec![("/resnet-tiny.t7", std::fs::read(fixture("frameworks/torch7/tiny.t7")).unwrap())]);
+    let source = format!("[[sources]]\nkind = \"url\"\nurl = \"{}/resnet-tiny.t7\"", server.base);
+    let card =
+        baseline_card("fb-tiny", "resnet20v1-bn-l2.1.2.1-w4-fbtorch", "resnet-tiny.t7", &eval_section("fb-resnet-torch-resnet50"), &source);
+    let zoo = zoo_with_card("fb-tiny", &card);
+    assert_ok(&zoo.run(&["download", "fb-tiny", "-q"], &[]));
+    let saved = zoo.dir.path().join("input.npy");
+    assert_ok(
+        &zoo.run(
+            &["classify", "fb-tiny", fixture("images/hubble_odd.jpg").to_str().unwrap(), "--save-input", saved.to_str().unwrap()],
+            &[],
+        ),
+    );
+    assert_eq!(
+        npy_data_sha256(&saved),
+        protocol_entry("fbtorch_protocol.json", "photos", "hubble_odd.jpg")["input_sha256"].as_str().unwrap()
+    );
+    // Evaluation runs the same pipeline (and says which).
+    let data = zoo.dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    for photo in ["chelsea_420.jpg", "coffee_444.jpg"] {
+        std::fs::copy(fixture(&format!("images/{photo}")), data.join(photo)).unwrap();
+    }
+    let labels = zoo.dir.path().join("labels.txt");
+    std::fs::write(&labels, "chelsea_420.jpg 3\ncoffee_444.jpg 7\n").unwrap();
+    let r = zoo.run(&["eval", "fb-tiny", "--data", data.to_str().unwrap(), "--labels", labels.to_str().unwrap(), "--json", "-q"], &[]);
+    assert_ok(&r);
+    let report: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
+    assert_eq!(report["preprocess"]["pipeline"], "fbtorch", "{report}");
+}

@@ -194,7 +194,10 @@ fn slice_ranges(name: &str, dims: &[usize], extents: &[(i64, Option<i64>)]) -> R
         .collect()
 }
 
-fn proto_extents(s: &pb::TensorSliceProto) -> Vec<(i64, Option<i64>)> {
+/// A slice's per-dimension `(start, length)`, the length absent (or −1) for a whole dimension.
+type Extents = Vec<(i64, Option<i64>)>;
+
+fn proto_extents(s: &pb::TensorSliceProto) -> Extents {
     use pb::tensor_slice_proto::extent::HasLength;
     s.extent.iter().map(|e| (e.start, e.has_length.map(|HasLength::Length(l)| l))).collect()
 }
@@ -345,7 +348,7 @@ pub fn read_v2(prefix: &Path) -> Result<TfCheckpoint, TfError> {
     let index = snzoo_fs::read_regular(&index_file, 1 << 30)?;
     let mut header: Option<pb::BundleHeaderProto> = None;
     let mut entries: Vec<(String, pb::BundleEntryProto)> = Vec::new();
-    let mut slices: BTreeMap<String, Vec<(Vec<(i64, Option<i64>)>, pb::BundleEntryProto)>> = BTreeMap::new();
+    let mut slices: BTreeMap<String, Vec<(Extents, pb::BundleEntryProto)>> = BTreeMap::new();
     table::for_each_entry::<TfError>(&index, |key, value| {
         if key.is_empty() {
             header = Some(pb::BundleHeaderProto::decode(value).map_err(|e| corrupt(format!("bundle header: {e}")))?);

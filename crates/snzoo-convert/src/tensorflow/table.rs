@@ -194,7 +194,7 @@ pub(crate) mod tests {
     }
 
     /// A table of the given blocks of entries (each entry's key must sort after the last).
-    pub(crate) fn write_table(blocks: &[Vec<(Vec<u8>, Vec<u8>)>], snappy: bool) -> Vec<u8> {
+    pub(crate) fn write_table(blocks: &[Entries], snappy: bool) -> Vec<u8> {
         let mut file = Vec::new();
         let mut index: Vec<(Vec<u8>, Vec<u8>)> = Vec::new();
         for entries in blocks {
@@ -219,7 +219,9 @@ pub(crate) mod tests {
         file
     }
 
-    fn read_all(file: &[u8]) -> Result<Vec<(Vec<u8>, Vec<u8>)>, TableError> {
+    type Entries = Vec<(Vec<u8>, Vec<u8>)>;
+
+    fn read_all(file: &[u8]) -> Result<Entries, TableError> {
         let mut out = Vec::new();
         for_each_entry::<TableError>(file, |k, v| {
             out.push((k.to_vec(), v.to_vec()));

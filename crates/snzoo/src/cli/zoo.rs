@@ -33,10 +33,11 @@ pub struct DownloadArgs {
     /// Expected sha256 of the checkpoint (overrides the card's).
     #[arg(long)]
     pub sha256: Option<String>,
-    /// Take a checkpoint fetched by hand (Baidu Pan, a browser) through the same verification
-    /// and conversion.
+    /// Take a checkpoint fetched by hand (Baidu Pan, OneDrive, a browser) through the same
+    /// verification and conversion. Repeat it for a model's other files (MSRA's mean image
+    /// `ResNet_mean.binaryproto`), told apart by extension.
     #[arg(long, value_name = "PATH")]
-    pub from_file: Option<PathBuf>,
+    pub from_file: Vec<PathBuf>,
     /// Further attempts after a failed or cut transfer, each resuming where the last stopped.
     #[arg(long, default_value_t = 4)]
     pub retries: u32,
@@ -74,7 +75,8 @@ pub fn list(args: &ListArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&arr)?);
         return Ok(());
     }
-    println!("{:<28} {:<16} {:>6} {:>6} {:<8} {:<12} measured (delta)", "name", "arch", "top-1", "top-5", "using_bn", "local");
+    let (nw, aw) = cards().iter().fold((4, 4), |(n, a), c| (n.max(c.name.chars().count()), a.max(c.arch.chars().count())));
+    println!("{:<nw$} {:<aw$} {:>6} {:>6} {:<8} {:<12} measured (delta)", "name", "arch", "top-1", "top-5", "using_bn", "local");
     for c in cards() {
         let st = local_state(&store, c);
         let local = if !c.loadable {
@@ -91,7 +93,7 @@ pub fn list(args: &ListArgs) -> Result<()> {
             _ => String::new(),
         };
         println!(
-            "{:<28} {:<16} {:>6.2} {:>6.2} {:<8} {:<12} {measured}",
+            "{:<nw$} {:<aw$} {:>6.2} {:>6.2} {:<8} {:<12} {measured}",
             c.name, c.arch, c.claimed.top1, c.claimed.top5, c.normalization.using_bn, local
         );
     }
@@ -141,12 +143,21 @@ pub fn info(args: &InfoArgs) -> Result<()> {
         let line = match s {
             snzoo::snzoo_zoo::Source::GoogleDrive { url, .. } => format!("Google Drive {url}"),
             snzoo::snzoo_zoo::Source::BaiduPan { url, note } => format!("Baidu Pan {url} ({note})"),
+            snzoo::snzoo_zoo::Source::Manual { url, note } => format!("by hand: {url} ({note})"),
             snzoo::snzoo_zoo::Source::Url { url } => url.clone(),
             snzoo::snzoo_zoo::Source::Hf { repo, file, revision } => {
                 format!("Hugging Face Hub {repo}, file {file}{}", revision.as_ref().map(|r| format!(" at {r}")).unwrap_or_default())
             }
         };
         println!("  source         {line}");
+    }
+    for x in &c.extra_files {
+        println!(
+            "  also needs     {} ({}{})",
+            x.file,
+            x.role.replace('_', " "),
+            x.sha256.as_ref().map(|s| format!(", sha256 {s}")).unwrap_or_default()
+        );
     }
     println!("  licence        {}", c.license);
     println!("  paper          {}", c.paper);
@@ -179,7 +190,8 @@ pub fn download(args: &DownloadArgs) -> Result<()> {
             bail!("--sha256 must be 64 hex digits");
         }
     }
-    let options = AcquireOptions { url: args.url.clone(), sha256: args.sha256.clone(), from_file: args.from_file.clone() };
+    let (from_file, extra_from_files) = snzoo::zoo::assign_from_files(c, &args.from_file)?;
+    let options = AcquireOptions { url: args.url.clone(), sha256: args.sha256.clone(), from_file, extra_from_files };
     let fetch = snzoo::zoo::Fetch {
         options,
         retries: args.retries,

@@ -43,7 +43,7 @@ impl CheckpointFormat for Torch7Model {
 
     fn read(&self, path: &Path) -> Result<StateDict> {
         let root = torch7::read_t7(path).map_err(|e| Error::Format { path: path.to_path_buf(), format: "Torch7", source: Box::new(e) })?;
-        let (tensors, style, info) =
+        let Mapped { tensors, style, info } =
             map_resnet(&root).map_err(|m| Error::Format { path: path.to_path_buf(), format: "Torch7", source: m.into() })?;
         Ok(StateDict { path: path.to_path_buf(), format: "Torch7 model".into(), tensors, info, style })
     }
@@ -231,8 +231,16 @@ fn block(o: &Object, what: &str) -> Result<Block, String> {
     Ok(Block { convs, norms, branch_norm, norm_after_add, projection })
 }
 
+/// A module graph read as a network.
+pub struct Mapped {
+    pub tensors: Vec<(String, Tensor)>,
+    pub style: Style,
+    /// What was left out (a trailing SoftMax).
+    pub info: CheckpointInfo,
+}
+
 /// The network's tensors, its layout and what was skipped.
-pub fn map_resnet(root: &Value) -> Result<(Vec<(String, Tensor)>, Style, CheckpointInfo), String> {
+pub fn map_resnet(root: &Value) -> Result<Mapped, String> {
     let mut root = root.as_object().ok_or("the file holds no module")?.clone();
     if base(&root) == "DataParallelTable" {
         root = children(&root)?.first().cloned().ok_or("an empty DataParallelTable")?;
@@ -357,5 +365,5 @@ pub fn map_resnet(root: &Value) -> Result<(Vec<(String, Tensor)>, Style, Checkpo
     out.push(("fc.weight".into(), w));
     out.push(("fc.bias".into(), bias));
     out.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok((out, style, info))
+    Ok(Mapped { tensors: out, style, info })
 }
