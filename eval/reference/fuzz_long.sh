@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The long fuzz run: each property of the checkpoint reader, the zip container, the bombs and
-# the weights files, one at a time, in release builds, with its case count, wall time and peak
-# RSS. Usage: bash eval/reference/fuzz_long.sh > eval/results/fuzz.txt
-# (Cases per property below: 10^6 where a case takes well under a millisecond; the slower
-# weights properties run 200,000 cases each.)
+# The long fuzz run: each property of the checkpoint readers (torch.save, the zip container,
+# TensorFlow tables and protos, Caffe, Torch7), the bombs and the weights files, one at a time,
+# in release builds, with its case count, wall time and peak RSS.
+# Usage: bash eval/reference/fuzz_long.sh > eval/results/fuzz.txt
+# (10^6 cases per property, except the whole-conversion property of the framework files, whose
+# cases write a file and convert it: 2 x 10^5.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo test --release -p snzoo-convert --test fuzz --test bombs --no-run >/dev/null 2>&1
+cargo test --release -p snzoo-convert --test fuzz --test bombs --test fuzz_frameworks --no-run >/dev/null 2>&1
 cargo test --release -p snzoo --test fuzz_weights --no-run >/dev/null 2>&1
 echo "# snzoo fuzz run, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
 echo "# property | cases | wall seconds | peak RSS (MB) | result"
@@ -32,5 +33,12 @@ run snzoo-convert fuzz deep_nesting_is_harmless 1
 run snzoo-convert bombs a_deflated_pickle_cannot_inflate_beyond_the_file 1
 run snzoo-convert bombs stack_objects_and_items_are_bounded 1
 run snzoo-convert bombs large_dicts_are_fast 1
-run snzoo fuzz_weights architecture_metadata_never_misleads 200000
-run snzoo fuzz_weights edited_safetensors_never_panic 200000
+run snzoo-convert fuzz_frameworks arbitrary_bytes_never_panic_any_reader 1000000
+run snzoo-convert fuzz_frameworks edited_tf_v1_files_never_panic 1000000
+run snzoo-convert fuzz_frameworks resealed_tf_v1_records_never_panic 1000000
+run snzoo-convert fuzz_frameworks generated_tf_v1_tables_never_panic 1000000
+run snzoo-convert fuzz_frameworks edited_caffe_files_never_panic 1000000
+run snzoo-convert fuzz_frameworks edited_torch7_files_never_panic 1000000
+run snzoo fuzz_weights architecture_metadata_never_misleads 1000000
+run snzoo fuzz_weights edited_safetensors_never_panic 1000000
+run snzoo fuzz_weights edited_framework_checkpoints_never_panic 200000

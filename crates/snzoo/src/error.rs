@@ -27,7 +27,7 @@ pub enum Error {
         source: Box<dyn std::error::Error + Send + Sync>,
     },
     /// The tensors of a file are not a network snzoo knows.
-    #[error("{} is not a state dict of an SN ResNet that snzoo knows", display_path(path))]
+    #[error("{} is not a ResNet that snzoo knows", display_path(path))]
     NotAModel {
         path: PathBuf,
         #[source]

@@ -49,6 +49,7 @@ pub mod evaluate;
 pub mod finetune;
 pub mod limits;
 pub mod model;
+pub mod onnx;
 pub mod protocol;
 pub mod weights;
 pub mod zoo;
@@ -58,4 +59,4 @@ pub use evaluate::{evaluate, EvalEvent, EvalOptions};
 pub use finetune::{finetune, FinetuneEvent, FinetuneOptions, Finetuned};
 pub use model::{Model, ModelOptions, Precision, Prediction};
 
-pub use {snzoo_convert, snzoo_eval, snzoo_fs, snzoo_imagenet, snzoo_model, snzoo_preprocess, snzoo_zoo};
+pub use {snzoo_convert, snzoo_eval, snzoo_fs, snzoo_imagenet, snzoo_model, snzoo_onnx, snzoo_preprocess, snzoo_zoo};

@@ -106,7 +106,7 @@ fn hostile_and_broken_checkpoints_fail_cleanly_and_leave_nothing() {
         ("hostile/builtins_eval_zip.pth", "eval"),
         ("hostile/offset_outside_storage.pth", "outside its storage"),
         ("hostile/not_a_checkpoint.pth", "not a torch.save checkpoint"),
-        ("checkpoints/storage_cases_zip.pth", "not a state dict of an SN ResNet"),
+        ("checkpoints/storage_cases_zip.pth", "is not a ResNet that snzoo knows"),
     ] {
         let r = snzoo(&["convert", s(&fixture(file)), s(&out)]);
         let err = String::from_utf8_lossy(&r.stderr);

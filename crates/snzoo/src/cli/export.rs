@@ -12,9 +12,17 @@ use snzoo::snzoo_zoo::{ModelCard, Store};
 pub struct ExportArgs {
     #[command(flatten)]
     pub model: super::ModelArg,
-    /// The folder to write (created if needed; files in it are replaced atomically).
-    #[arg(long, value_name = "DIR")]
-    pub hf: PathBuf,
+    /// A Hugging Face folder to write (created if needed; files in it are replaced atomically).
+    #[arg(long, value_name = "DIR", required_unless_present = "onnx")]
+    pub hf: Option<PathBuf>,
+    /// An ONNX file to write: standard operators only, a dynamic batch axis, input `input`
+    /// [batch, 3, crop, crop] (the protocol's tensor), output `logits`; the protocol and class
+    /// names in its metadata_props.
+    #[arg(long, value_name = "OUT.onnx")]
+    pub onnx: Option<PathBuf>,
+    /// The ONNX opset (13–21).
+    #[arg(long, default_value_t = snzoo::onnx::DEFAULT_OPSET, value_parser = clap::value_parser!(i64).range(13..=21))]
+    pub opset: i64,
     /// An `snzoo eval` report whose measured top-1/top-5 go into the model card's model-index
     /// (default: the last measurement recorded for a zoo model, if any).
     #[arg(long, value_name = "REPORT.json")]
@@ -106,7 +114,14 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     let spec = args.model.spec();
     let model = snzoo::Model::open_with(&spec, &snzoo::ModelOptions::default(), &mut super::logger("snzoo", false))?;
     let (path, card) = (model.weights_path().to_path_buf(), model.card());
-    snzoo::snzoo_fs::check_output_dir(&args.hf)?;
+    if let Some(out) = &args.onnx {
+        let target = snzoo::snzoo_fs::check_output(out, &[&path])?;
+        let bytes = snzoo::onnx::export_onnx(&model, args.opset)?;
+        snzoo::snzoo_fs::write_atomic(&target, &bytes).with_context(|| format!("cannot write {}", out.display()))?;
+        println!("{}", out.display());
+    }
+    let Some(hf) = &args.hf else { return Ok(()) };
+    snzoo::snzoo_fs::check_output_dir(hf)?;
     // A checkpoint is converted; a .safetensors (checked when the model was opened) is copied as
     // it is: its metadata holds the architecture.
     let weights = if snzoo::weights::is_safetensors(&path)? {
@@ -119,7 +134,7 @@ pub fn run(args: &ExportArgs) -> Result<()> {
     if let Some(r) = &args.report {
         inputs.push(r);
     }
-    std::fs::create_dir_all(&args.hf).with_context(|| format!("cannot create {}", args.hf.display()))?;
+    std::fs::create_dir_all(hf).with_context(|| format!("cannot create {}", hf.display()))?;
     let config = model.config();
     let measured = match &args.report {
         Some(r) => {
@@ -168,9 +183,9 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         "model_card": card.map(|c| c.name.clone()),
         "id2label": id2label,
     });
-    write(&args.hf, "model.safetensors", &weights, &inputs)?;
-    write(&args.hf, "config.json", format!("{}\n", serde_json::to_string_pretty(&cfg)?).as_bytes(), &inputs)?;
-    write(&args.hf, "README.md", model_card(&name, &config.arch_name(), card, measured).as_bytes(), &inputs)?;
-    println!("{}", args.hf.display());
+    write(hf, "model.safetensors", &weights, &inputs)?;
+    write(hf, "config.json", format!("{}\n", serde_json::to_string_pretty(&cfg)?).as_bytes(), &inputs)?;
+    write(hf, "README.md", model_card(&name, &config.arch_name(), card, measured).as_bytes(), &inputs)?;
+    println!("{}", hf.display());
     Ok(())
 }

@@ -154,6 +154,10 @@ pub fn map_msra(net: &CaffeNet) -> Result<(Vec<(String, Tensor)>, CheckpointInfo
             }
         }
     }
+    if norms.is_empty() {
+        let legacy = if net.legacy { " (the legacy `layers` encoding has no BatchNorm layer type)" } else { "" };
+        return Err(format!("no BatchNorm layers: not one of MSRA's BN ResNets{legacy}"));
+    }
     for (key, (bn, scale)) in norms {
         let bn = bn.ok_or_else(|| format!("a Scale layer for `{key}` without its BatchNorm"))?;
         let [mean, var, factor] = bn.blobs.as_slice() else {
