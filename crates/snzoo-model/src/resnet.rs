@@ -317,7 +317,9 @@ impl ResNet {
         Tensor::cat(&parts, 0)
     }
 
-    fn features_mode(&self, x: &Tensor, mode: &mut Mode) -> Result<Tensor> {
+    /// The feature map after stage `stop` (1–4), or after the whole trunk (with v2's final
+    /// normalization) when `None`.
+    fn trunk(&self, x: &Tensor, mode: &mut Mode, stop: Option<usize>) -> Result<Tensor> {
         let y = mode.conv(&self.conv1, x)?;
         let x = mode.norm(self.norm1.as_ref(), &y, true)?;
         // 3×3/2 max-pool with padding 1. Its input is non-negative (after a ReLU), so zero padding
@@ -327,15 +329,31 @@ impl ResNet {
         } else {
             snzoo_kernels::max_pool_3x3_s2(&x, self.config.style.stem_pool(), mode.imp)?
         };
-        for blocks in &self.layers {
+        for (stage, blocks) in self.layers.iter().enumerate() {
             for block in blocks {
                 x = block.forward(&x, mode)?;
+            }
+            if stop == Some(stage + 1) {
+                return Ok(x);
             }
         }
         if let Some(norm) = &self.norm_out {
             x = mode.norm(norm.as_ref(), &x, true)?;
         }
-        x.mean((2, 3))
+        Ok(x)
+    }
+
+    fn features_mode(&self, x: &Tensor, mode: &mut Mode) -> Result<Tensor> {
+        self.trunk(x, mode, None)?.mean((2, 3))
+    }
+
+    /// The feature map (N, C, H, W) after stage `stage` (1–4: `layer1` … `layer4`), as timm's
+    /// `forward_intermediates` gives it.
+    pub fn stage_features(&self, x: &Tensor, stage: usize) -> Result<Tensor> {
+        if !(1..=4).contains(&stage) {
+            candle_core::bail!("stage {stage}: the stages are 1 to 4");
+        }
+        self.per_sample(x, |xi| self.trunk(xi, &mut self.inference_mode(Implementation::Fast), Some(stage)))
     }
 
     /// The pooled features (N, [`feature_dim`](ResNetConfig::feature_dim)) before the

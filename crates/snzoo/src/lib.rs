@@ -57,6 +57,6 @@ pub mod zoo;
 pub use error::{Error, Result};
 pub use evaluate::{evaluate, EvalEvent, EvalOptions};
 pub use finetune::{finetune, FinetuneEvent, FinetuneOptions, Finetuned};
-pub use model::{Model, ModelOptions, Precision, Prediction};
+pub use model::{FeatureLayer, Model, ModelOptions, Precision, Prediction};
 
 pub use {snzoo_convert, snzoo_eval, snzoo_fs, snzoo_imagenet, snzoo_model, snzoo_onnx, snzoo_preprocess, snzoo_zoo};

@@ -12,7 +12,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod cli;
 
 use clap::{Parser, Subcommand};
-use cli::{bench, classify, convert, eval, export, finetune, inspect, zoo};
+use cli::{bench, classify, convert, embed, eval, export, finetune, inspect, zoo};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -31,10 +31,12 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Convert a torch.save checkpoint (.pth) to safetensors, recording the inferred architecture.
+    /// Convert a checkpoint (torch.save, safetensors, TensorFlow, Caffe, Torch7) to safetensors, recording the inferred architecture.
     Convert(convert::ConvertArgs),
     /// Classify images: top-K ImageNet classes with probabilities.
     Classify(classify::ClassifyArgs),
+    /// Features of images (pooled penultimate, or a stage's feature map) as a .npy.
+    Embed(embed::EmbedArgs),
     /// Evaluate on a labelled image set (ImageNet val protocol: resize 256, center crop 224).
     Eval(eval::EvalArgs),
     /// List the model zoo: claimed accuracy, local state, last measured results.
@@ -45,7 +47,7 @@ enum Command {
     Download(zoo::DownloadArgs),
     /// Show each SN layer's learned importance of IN / LN / BN (table, JSON, or a plot).
     Inspect(inspect::InspectArgs),
-    /// Export a model as a Hugging-Face-style folder (model.safetensors, config.json, README.md card).
+    /// Export a model as ONNX and/or a Hugging Face folder (model.safetensors, config.json, README.md card).
     Export(export::ExportArgs),
     /// Fine-tune an SN model with SGD (training-mode SN: learned IN/LN/BN mixing and statistics).
     Finetune(finetune::FinetuneArgs),
@@ -58,6 +60,7 @@ fn main() {
     let result = match &cli.command {
         Command::Convert(a) => convert::run(a),
         Command::Classify(a) => classify::run(a),
+        Command::Embed(a) => embed::run(a),
         Command::Eval(a) => eval::run_eval(a),
         Command::List(a) => zoo::list(a),
         Command::Info(a) => zoo::info(a),

@@ -151,6 +151,27 @@ impl snzoo_eval::Classifier for NetworkClassifier<'_> {
 /// assert_eq!(features.len(), model.config().feature_dim());
 /// # Ok::<(), snzoo::Error>(())
 /// ```
+/// Which features [`Model::embed`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FeatureLayer {
+    /// The pooled penultimate features (timm's `forward_features` + global average pool).
+    #[default]
+    Pool,
+    /// The feature map after `layer1` … `layer4` (1–4).
+    Stage(usize),
+}
+
+impl std::str::FromStr for FeatureLayer {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "pool" => Ok(FeatureLayer::Pool),
+            "layer1" | "layer2" | "layer3" | "layer4" => Ok(FeatureLayer::Stage(s[5..].parse().expect("digit"))),
+            _ => Err(format!("unknown layer `{s}` (pool, layer1, layer2, layer3 or layer4)")),
+        }
+    }
+}
+
 pub struct Model {
     net: ResNet,
     config: ResNetConfig,
@@ -264,6 +285,22 @@ impl Model {
         }
         let x = Tensor::from_slice(input, (batch, 3, crop, crop), &Device::Cpu)?.to_device(&self.device)?;
         Ok(self.net.features(&x)?.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?)
+    }
+
+    /// The features of `layer` of a normalized batch, with their shape: `[batch, feature_dim]`
+    /// for [`FeatureLayer::Pool`], `[batch, C, H, W]` for a stage.
+    pub fn embed(&self, input: &[f32], batch: usize, layer: FeatureLayer) -> Result<(Vec<f32>, Vec<usize>)> {
+        let crop = self.transform.crop;
+        if input.len() != batch * 3 * crop * crop {
+            return Err(Error::invalid(format!("{} input values are not {batch} images of 3x{crop}x{crop}", input.len())));
+        }
+        let x = Tensor::from_slice(input, (batch, 3, crop, crop), &Device::Cpu)?.to_device(&self.device)?;
+        let y = match layer {
+            FeatureLayer::Pool => self.net.features(&x)?,
+            FeatureLayer::Stage(s) => self.net.stage_features(&x, s)?,
+        };
+        let shape = y.dims().to_vec();
+        Ok((y.to_device(&Device::Cpu)?.flatten_all()?.to_vec1::<f32>()?, shape))
     }
 
     /// The `top` best classes of one image file.

@@ -52,24 +52,24 @@ pub struct ClassifyArgs {
 }
 
 /// An `.npy` output being streamed to its temporary file.
-struct NpyOut {
+pub(crate) struct NpyOut {
     writer: NpyF32Writer<std::io::BufWriter<AtomicFile>>,
     path: PathBuf,
 }
 
 impl NpyOut {
-    fn create(path: &Path, target: &Path, shape: &[usize]) -> Result<NpyOut> {
+    pub(crate) fn create(path: &Path, target: &Path, shape: &[usize]) -> Result<NpyOut> {
         let file = AtomicFile::create(target)?;
         let writer = NpyF32Writer::new(std::io::BufWriter::with_capacity(1 << 20, file), shape)
             .with_context(|| format!("cannot write {}", path.display()))?;
         Ok(NpyOut { writer, path: path.to_path_buf() })
     }
 
-    fn extend(&mut self, v: &[f32]) -> Result<()> {
+    pub(crate) fn extend(&mut self, v: &[f32]) -> Result<()> {
         self.writer.extend(v).with_context(|| format!("cannot write {}", self.path.display()))
     }
 
-    fn commit(self) -> Result<()> {
+    pub(crate) fn commit(self) -> Result<()> {
         let ctx = || format!("cannot write {}", display_path(&self.path));
         let buf = self.writer.finish().with_context(ctx)?;
         buf.into_inner().map_err(|e| e.into_error()).with_context(ctx)?.commit()?;

@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod classify;
+pub mod embed;
 pub mod convert;
 pub mod eval;
 pub mod export;
