@@ -29,7 +29,9 @@ fn pooled_features_are_what_the_classifier_sees() {
     // fc from the file itself.
     let bytes = std::fs::read(&weights).unwrap();
     let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
-    let vals = |name: &str| -> Vec<f32> { st.tensor(name).unwrap().data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect() };
+    let vals = |name: &str| -> Vec<f32> {
+        st.tensor(name).unwrap().data().chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()
+    };
     let (w, b) = (vals("fc.weight"), vals("fc.bias"));
     let classes = b.len();
     let scale = logits.iter().fold(0f32, |m, v| m.max(v.abs()));
@@ -88,7 +90,10 @@ fn onnx_export_from_the_command_line() {
     let graph = model.graph.unwrap();
     assert!(graph.node.iter().all(|n| n.domain.as_deref().unwrap_or("").is_empty()), "standard operators only");
     // Out-of-range opsets are usage errors; an output over the input is refused.
-    assert_eq!(snzoo(&["export", "-w", s(&fixture("models/tiny-resnet50v1-sn.pth")), "--onnx", s(&onnx), "--opset", "12"]).status.code(), Some(2));
+    assert_eq!(
+        snzoo(&["export", "-w", s(&fixture("models/tiny-resnet50v1-sn.pth")), "--onnx", s(&onnx), "--opset", "12"]).status.code(),
+        Some(2)
+    );
     let copy = dir.path().join("w.pth");
     std::fs::copy(fixture("models/tiny-resnet50v1-sn.pth"), &copy).unwrap();
     assert_eq!(snzoo(&["export", "-w", s(&copy), "--onnx", s(&copy)]).status.code(), Some(1));

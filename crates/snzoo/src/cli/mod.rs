@@ -2,8 +2,8 @@
 
 pub mod bench;
 pub mod classify;
-pub mod embed;
 pub mod convert;
+pub mod embed;
 pub mod eval;
 pub mod export;
 pub mod finetune;
