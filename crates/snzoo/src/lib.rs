@@ -47,6 +47,7 @@ pub mod convert;
 mod error;
 pub mod evaluate;
 pub mod finetune;
+pub mod hf;
 pub mod limits;
 pub mod model;
 pub mod onnx;

@@ -466,7 +466,7 @@ fn export_writes_a_hugging_face_folder() {
     let out = zoo.dir.path().join("hf");
     assert_ok(&zoo.run(&["export", "tiny-sn", "--hf", out.to_str().unwrap()], &[]));
     let card = std::fs::read_to_string(out.join("README.md")).unwrap();
-    assert!(card.starts_with("---\nlicense: mit\nlibrary_name: snzoo\n"), "{card}");
+    assert!(card.starts_with("---\nlicense: mit\nlibrary_name: transformers\n"), "{card}");
     assert!(card.contains("model-index:\n  - name: \"tiny-sn\"\n"));
     assert!(card.contains("name: \"Top-1 accuracy (claimed)\"") && card.contains("value: 20.00"));
     assert!(card.contains("Top-1 accuracy (measured by snzoo eval)"));
@@ -474,6 +474,20 @@ fn export_writes_a_hugging_face_folder() {
     assert_eq!(cfg["snzoo_arch"], "resnet50v1-sn-w4");
     assert_eq!(cfg["normalization"]["using_bn"], true);
     assert_eq!(cfg["id2label"]["281"], "tabby cat");
+    assert_eq!(cfg["label2id"]["tabby cat"], 281);
+    // What transformers needs to build the network from the folder alone.
+    assert_eq!(cfg["model_type"], "snzoo_resnet");
+    assert_eq!(cfg["auto_map"]["AutoModelForImageClassification"], "modeling_snzoo.SnzooResNetForImageClassification");
+    for file in ["configuration_snzoo.py", "modeling_snzoo.py", "image_processing_snzoo.py"] {
+        assert!(std::fs::read_to_string(out.join(file)).unwrap().contains("class Snzoo"), "{file}");
+    }
+    let pre: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("preprocessor_config.json")).unwrap()).unwrap();
+    assert_eq!(pre["auto_map"]["AutoImageProcessor"], "image_processing_snzoo.SnzooImageProcessor");
+    assert_eq!(
+        (pre["pipeline"].as_str(), pre["resize_shorter_side"].as_u64(), pre["crop_size"].as_u64()),
+        (Some("torchvision"), Some(256), Some(224))
+    );
+    assert!(pre["mean_image"].is_null());
     // The exported weights classify like the original.
     let img = fixture("images/chelsea_420.jpg");
     let a = zoo.run(&["classify", "--weights", out.join("model.safetensors").to_str().unwrap(), img.to_str().unwrap(), "--json"], &[]);
@@ -690,7 +704,7 @@ fn a_groupnorm_model_from_the_hub() {
     let cfg: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(hf.join("config.json")).unwrap()).unwrap();
     assert_eq!(cfg["normalization"]["type"], "group");
     assert_eq!(cfg["normalization"]["groups"], 2);
-    assert_eq!(cfg["architectures"][0], "ResNet");
+    assert_eq!(cfg["architectures"][0], "SnzooResNetForImageClassification");
     assert_eq!(cfg["preprocessing"]["interpolation"], "bicubic");
 }
 

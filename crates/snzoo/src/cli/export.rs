@@ -1,6 +1,8 @@
-//! `snzoo export --hf DIR`: a Hugging-Face-style model folder: `model.safetensors`,
-//! `config.json` (architecture, SN configuration, preprocessing, labels) and a `README.md` model
-//! card with YAML front matter and a `model-index` holding the claimed and any measured results.
+//! `snzoo export --hf DIR`: a Hugging Face model folder: `model.safetensors`, `config.json`
+//! (architecture, SN configuration, preprocessing, labels, `auto_map`), `preprocessor_config.json`
+//! (with the mean image of a per-pixel mean protocol), the `transformers` remote code of
+//! [`snzoo::hf`], and a `README.md` model card with YAML front matter and a `model-index` holding
+//! the claimed and any measured results. `--onnx OUT` writes the ONNX graph.
 
 use std::path::{Path, PathBuf};
 
@@ -60,7 +62,7 @@ fn model_card(name: &str, arch: &str, card: Option<&ModelCard>, measured: Option
         metrics.push_str(&metric("accuracy", *t5, "Top-5 accuracy (measured by snzoo eval)"));
     }
     let mut s = String::from("---\n");
-    s.push_str(&format!("license: {license}\nlibrary_name: snzoo\npipeline_tag: image-classification\n"));
+    s.push_str(&format!("license: {license}\nlibrary_name: transformers\npipeline_tag: image-classification\n"));
     s.push_str("tags:\n");
     for t in &tags {
         s.push_str(&format!("  - {}\n", yaml_str(t)));
@@ -92,12 +94,22 @@ fn model_card(name: &str, arch: &str, card: Option<&ModelCard>, measured: Option
                 t.dataset, t.gpus, t.images_per_gpu, t.epochs, t.schedule, t.initial_lr, t.weight_decay
             ));
         }
-        s.push_str(&format!("- Source: {}\n- License: {}\n", c.repository, c.license));
+        s.push_str(&format!(
+            "- Source: {}\n- Licence of the weights: {} (the release's; the code files here: MIT OR Apache-2.0)\n",
+            c.repository, c.license
+        ));
     }
     if let Some((t1, t5, dataset)) = &measured {
         s.push_str(&format!("- Measured by `snzoo eval` on {dataset}: top-1 {t1:.3}, top-5 {t5:.3}\n"));
     }
     s.push_str("\n## Usage\n\n```sh\nsnzoo classify --weights model.safetensors image.jpg\nsnzoo eval --weights model.safetensors --data /path/to/imagenet/val\n```\n");
+    s.push_str(
+        "\nIn Python, with `transformers` (the network is built by `modeling_snzoo.py` in this folder, \
+         a plain PyTorch ResNet with snzoo's key names; `image_processing_snzoo.py` applies the evaluation \
+         protocol of `preprocessor_config.json`):\n\n```python\nfrom transformers import pipeline\n\
+         classify = pipeline(\"image-classification\", model=\"path/to/this/folder\", trust_remote_code=True)\n\
+         print(classify(\"image.jpg\"))\n```\n",
+    );
     if let Some(c) = card {
         s.push_str(&format!("\n## Citation\n\n{}\n", c.paper));
     }
@@ -159,9 +171,12 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         normalization["using_moving_average"] = serde_json::to_value(c.normalization.using_moving_average)?;
         normalization["last_gamma"] = serde_json::to_value(c.normalization.last_gamma)?;
     }
+    let label2id: serde_json::Map<String, serde_json::Value> =
+        id2label.iter().map(|(i, name)| (name.as_str().unwrap_or_default().to_string(), i.parse::<usize>().unwrap_or(0).into())).collect();
     let cfg = serde_json::json!({
-        "architectures": [if config.norm.trainable() { "ResNetSn" } else { "ResNet" }],
-        "model_type": format!("resnet-{}", config.norm.short_name()),
+        "architectures": [snzoo::hf::MODEL_CLASS],
+        "model_type": snzoo::hf::MODEL_TYPE,
+        "auto_map": snzoo::hf::model_auto_map(),
         "library_name": "snzoo",
         "snzoo_arch": config.arch_name(),
         "version": config.version,
@@ -182,9 +197,15 @@ pub fn run(args: &ExportArgs) -> Result<()> {
         },
         "model_card": card.map(|c| c.name.clone()),
         "id2label": id2label,
+        "label2id": label2id,
     });
     write(hf, "model.safetensors", &weights, &inputs)?;
     write(hf, "config.json", format!("{}\n", serde_json::to_string_pretty(&cfg)?).as_bytes(), &inputs)?;
+    let pre = snzoo::hf::preprocessor_config(t);
+    write(hf, "preprocessor_config.json", format!("{}\n", serde_json::to_string_pretty(&pre)?).as_bytes(), &inputs)?;
+    for (file, code) in snzoo::hf::CODE_FILES {
+        write(hf, file, code.as_bytes(), &inputs)?;
+    }
     write(hf, "README.md", model_card(&name, &config.arch_name(), card, measured).as_bytes(), &inputs)?;
     println!("{}", hf.display());
     Ok(())
