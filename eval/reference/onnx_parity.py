@@ -12,7 +12,9 @@ it), `snzoo export --onnx` (opset 17) is checked with `onnx.checker.check_model(
 and run in ONNX Runtime and OpenVINO (f32) on snzoo's own input tensors of five photos, at batch
 1 and batch 5, against `snzoo classify`'s logits: max |Δ| / max |logit| (requirement ≤ 1e-4) and
 top-5 agreement. The pooled features of `snzoo embed` are compared with the PyTorch reference
-model's (the input of its `fc`) on the same tensors.
+model's (the input of its `fc`) on the same tensors. With --full-baselines, the three BN baselines
+as released (TF-Slim tar.gz, MSRA .caffemodel with --caffe-mean, fb.resnet.torch .t7) are exported
+and checked the same way, on their own protocols' tensors.
 """
 import argparse
 import json
@@ -64,18 +66,22 @@ def main():
     ap.add_argument('--snzoo', required=True)
     ap.add_argument('--out', required=True)
     ap.add_argument('--depths', default='18,34,50,101,152')
+    ap.add_argument('--caffe-mean', default='', help="MSRA's ResNet_mean.binaryproto (for a .caffemodel)")
+    ap.add_argument('--full-baselines', default='', help='the BN baselines as released: slim .tar.gz, .caffemodel, .t7')
     a = ap.parse_args()
     torch.set_num_threads(os.cpu_count())
     photos = [os.path.join(ROOT, 'fixtures', 'images', p) for p in PHOTOS]
     work = tempfile.mkdtemp(prefix='snzoo-onnx-')
-    pth, st, onnx_path = (os.path.join(work, n) for n in ('model.pth', 'model.safetensors', 'model.onnx'))
+    st, onnx_path = (os.path.join(work, n) for n in ('model.safetensors', 'model.onnx'))
     xin, yout, fout = (os.path.join(work, n) for n in ('x.npy', 'y.npy', 'f.npy'))
     configs = [(d, v, bn) for d in [int(d) for d in a.depths.split(',')] for v in ('v1', 'v2') for bn in (True, False)]
     configs += [(50, 'torchvision', True), (50, 'gn', False)]
+    configs += [(50, path, True) for path in a.full_baselines.split(',') if path]
     core = ov.Core()
     results = []
     for depth, version, using_bn in configs:
         extra = []
+        pth = os.path.join(work, 'model.pth')
         if version == 'torchvision':
             model = randomize_bn(build_torchvision_bn(), 50).eval()
             torch.save(model.state_dict(), pth)
@@ -84,6 +90,18 @@ def main():
             model = randomize_bn(gn_resnet50(), 51).eval()
             torch.save(model.state_dict(), pth)
             arch = 'resnet50v1-gn (timm layout, 32 groups)'
+        elif os.path.exists(version):
+            # A BN baseline in its framework's format, with its card's protocol; its reference
+            # features are the framework's (eval/reference/baselines/), not compared here.
+            model = None
+            if version.endswith('.caffemodel'):
+                extra = ['--protocol', 'msra-caffe-resnet50', '--mean-image', a.caffe_mean]
+            elif version.endswith('.t7'):
+                extra = ['--protocol', 'fb-resnet-torch-resnet50']
+            else:
+                extra = ['--protocol', 'tf-slim-resnet_v1_50']
+            pth = version
+            arch = 'full-size ' + os.path.basename(version)
         else:
             seed = depth * 10 + (version == 'v2') * 2 + using_bn
             model = randomize(build(version, depth, using_bn=using_bn), seed).eval()
@@ -108,8 +126,8 @@ def main():
             y1 = np.concatenate([run(x[i:i + 1]) for i in range(len(x))])
             r[engine] = {'batch5_rel_error': rel(y5, y), 'batch1_rel_error': rel(y1, y),
                          'top5_equal': bool((top5(y5) == top5(y)).all() and (top5(y1) == top5(y)).all())}
-        ref_f = reference_features(model, torch.from_numpy(x))
-        r['features_rel_error'] = rel(f, ref_f)
+        if model is not None:
+            r['features_rel_error'] = rel(f, reference_features(model, torch.from_numpy(x)))
         print(json.dumps(r), flush=True)
         results.append(r)
         del model
