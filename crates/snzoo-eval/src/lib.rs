@@ -14,6 +14,7 @@
 
 pub mod dataset;
 pub mod journal;
+pub mod leaderboard;
 pub mod metrics;
 pub mod report;
 pub mod runner;

@@ -155,7 +155,9 @@ pub fn evaluate(model: &Model, dataset: &Dataset, options: &EvalOptions, on_even
     crate::limits::check_memory(&format!("evaluating with --batch-size {batch_size} and {threads} threads"), in_flight + forward)?;
 
     let selection = select(dataset.samples.len(), options.limit, options.shard);
-    if selection.is_empty() {
+    // A shard beyond the last image (more shards than images) is an empty part of the whole,
+    // reported as such so that the merge stays complete; an empty --limit selection is an error.
+    if selection.is_empty() && (options.shard.is_none() || dataset.samples.is_empty()) {
         return Err(Error::Other(format!("--limit/--shard select no images of {}", dataset.root.display())));
     }
     let header = journal_header(model, dataset, options)?;

@@ -37,7 +37,7 @@ enum Command {
     Classify(classify::ClassifyArgs),
     /// Features of images (pooled penultimate, or a stage's feature map) as a .npy.
     Embed(embed::EmbedArgs),
-    /// Evaluate on a labelled image set (ImageNet val protocol: resize 256, center crop 224).
+    /// Evaluate on a labelled image set with the model's evaluation protocol; several models give a leaderboard.
     Eval(eval::EvalArgs),
     /// List the model zoo: claimed accuracy, local state, last measured results.
     List(zoo::ListArgs),

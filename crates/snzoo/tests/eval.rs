@@ -253,7 +253,7 @@ fn a_killed_run_resumes_to_identical_numbers() {
     assert!(r.resumed_images + 1 >= journaled && r.resumed_images < total, "resumed {}", r.resumed_images);
     assert_eq!((r.images, r.counts.correct1, r.counts.correct5), (reference.images, reference.counts.correct1, reference.counts.correct5));
     assert_eq!(r.counts.per_class, reference.counts.per_class);
-    assert!((r.counts.loss_sum - reference.counts.loss_sum).abs() < 1e-9);
+    assert_eq!(r.counts.loss_sum.to_bits(), reference.counts.loss_sum.to_bits());
     assert!(!journal.exists());
 
     // A journal from other weights is refused, never mixed in.
@@ -269,4 +269,50 @@ fn the_bundled_default_runs_end_to_end() {
     assert_eq!(r.dataset.layout, "image_folder");
     assert_eq!(r.images, 8);
     assert_eq!(r.failed, 0);
+}
+
+/// Several models give one report each and a leaderboard; the same run split into shards (a
+/// shard covers every model's share of the images) and merged gives the same reports exactly,
+/// whatever the shard count.
+#[test]
+fn leaderboards_shard_and_merge_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    image_folder(&data);
+    let bf16 = dir.path().join("tiny-bf16.safetensors");
+    ok(&["convert", s(&weights()), s(&bf16), "--dtype", "bf16"]);
+    let models = format!("{},{}", s(&weights()), s(&bf16));
+    let whole = dir.path().join("whole");
+    let out = ok(&["eval", "--models", &models, "--data", s(&data), "--output-dir", s(&whole), "-q"]);
+    assert!(out.contains("| tiny-resnet50v1-sn | resnet50v1-sn-w4 | f32 | 4 | — | 25.000 |"), "{out}");
+    assert!(out.trim_end().ends_with("leaderboard.md"));
+    let csv = std::fs::read_to_string(whole.join("leaderboard.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 3, "{csv}");
+    assert!(csv.lines().nth(2).unwrap().starts_with("tiny-bf16,25.000,75.000,75.000,25.000,"), "{csv}");
+    for n in [2, 3, 5] {
+        let sharded = dir.path().join(format!("sharded{n}"));
+        for i in 0..n {
+            let shard = format!("{i}/{n}");
+            ok(&["eval", "--models", &models, "--data", s(&data), "--output-dir", s(&sharded), "--shard", &shard, "-q"]);
+        }
+        let mut files: Vec<String> =
+            std::fs::read_dir(&sharded).unwrap().map(|e| e.unwrap().path().to_string_lossy().into_owned()).collect();
+        files.sort();
+        files.reverse(); // any order
+        assert_eq!(files.len(), 2 * n);
+        let merged = dir.path().join(format!("merged{n}"));
+        let mut args = vec!["eval", "--output-dir", s(&merged), "--merge"];
+        args.extend(files.iter().map(String::as_str));
+        ok(&args);
+        for name in ["tiny-resnet50v1-sn", "tiny-bf16"] {
+            let (a, b) = (report(&whole.join(format!("{name}.json"))), report(&merged.join(format!("{name}.json"))));
+            assert_eq!(a.counts, b.counts, "{name}, {n} shards");
+            assert_eq!(a.counts.loss_sum.to_bits(), b.counts.loss_sum.to_bits());
+            assert_eq!((a.top1, a.top5, a.loss, &a.per_class_top1), (b.top1, b.top5, b.loss, &b.per_class_top1));
+        }
+        assert!(merged.join("leaderboard.md").is_file() && merged.join("leaderboard.csv").is_file());
+    }
+    // Several models need a directory for their reports.
+    let r = snzoo(&["eval", "--models", &models, "--data", s(&data)]);
+    assert_eq!(r.status.code(), Some(2), "{}", String::from_utf8_lossy(&r.stderr));
 }
