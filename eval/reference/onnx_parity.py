@@ -33,17 +33,8 @@ import torch
 sys.path.insert(0, os.path.dirname(__file__))
 from sn_reference import build, build_torchvision_bn, randomize, randomize_bn  # noqa: E402
 from make_fixtures import prefixed  # noqa: E402
+from export_parity_common import PHOTOS, ROOT, rel, top5  # noqa: E402
 
-ROOT = os.path.join(os.path.dirname(__file__), '..', '..')
-PHOTOS = ['chelsea_420.jpg', 'coffee_444.jpg', 'hubble_odd.jpg', 'rocket_wide.jpg', 'astronaut_tall.jpg']
-
-
-def rel(a, b):
-    return float(np.abs(a - b).max() / np.abs(b).max())
-
-
-def top5(x):
-    return np.argsort(-x, axis=1, kind='stable')[:, :5]
 
 
 def reference_features(model, x):

@@ -79,20 +79,12 @@ impl NpyOut {
 
 pub fn run(args: &ClassifyArgs) -> Result<()> {
     let bundled;
-    let (spec, images) = match &args.weights {
-        Some(_) if args.images.is_empty() => return Err(super::UsageError("give at least one image".into()).into()),
-        Some(w) => (w.clone(), &args.images[..]),
-        None if args.images.len() >= 2 => (args.images[0].clone(), &args.images[1..]),
-        None if args.images.is_empty() => {
+    let (spec, images) = match super::model_and_images(&args.weights, &args.images)? {
+        Some(m) => m,
+        None => {
             let (model, data) = snzoo::bundled::paths()?;
             bundled = snzoo::bundled::SAMPLES.iter().map(|(name, _)| data.join(name)).collect::<Vec<_>>();
             (model, &bundled[..])
-        }
-        None => {
-            return Err(super::UsageError(
-                "give the model (--weights W, or a name or file before the images) and at least one image".into(),
-            )
-            .into())
         }
     };
     let model = args.compute.open(&spec, false)?;

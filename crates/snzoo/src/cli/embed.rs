@@ -41,15 +41,10 @@ pub struct EmbedArgs {
 
 pub fn run(args: &EmbedArgs) -> Result<()> {
     let layer: FeatureLayer = args.layer.parse().map_err(anyhow::Error::msg)?;
-    let (spec, images) = match &args.weights {
-        Some(w) => (w.clone(), &args.images[..]),
-        None if args.images.len() >= 2 => (args.images[0].clone(), &args.images[1..]),
-        None => {
-            return Err(super::UsageError(
-                "give the model (--weights W, or a name or file before the images) and at least one image".into(),
-            )
-            .into())
-        }
+    let Some((spec, images)) = super::model_and_images(&args.weights, &args.images)? else {
+        return Err(
+            super::UsageError("give the model (--weights W, or a name or file before the images) and at least one image".into()).into()
+        );
     };
     let model = args.compute.open(&spec, false)?;
     let crop = model.transform().crop;

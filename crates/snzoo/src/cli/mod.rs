@@ -130,3 +130,15 @@ impl snzoo::snzoo_zoo::fetch::Progress for Bar {
         }
     }
 }
+
+/// The model and the images of `classify` and `embed`: `--weights W IMAGE...` or
+/// `MODEL IMAGE...`; `None` when neither a model nor an image is given.
+pub(crate) fn model_and_images<'a>(weights: &Option<PathBuf>, images: &'a [PathBuf]) -> Result<Option<(PathBuf, &'a [PathBuf])>> {
+    match weights {
+        Some(_) if images.is_empty() => Err(UsageError("give at least one image".into()).into()),
+        Some(w) => Ok(Some((w.clone(), images))),
+        None if images.len() >= 2 => Ok(Some((images[0].clone(), &images[1..]))),
+        None if images.is_empty() => Ok(None),
+        None => Err(UsageError("give the model (--weights W, or a name or file before the images) and at least one image".into()).into()),
+    }
+}
