@@ -935,3 +935,29 @@ fn fb_resnet_torch_model_end_to_end() {
     let report: serde_json::Value = serde_json::from_slice(&r.stdout).unwrap();
     assert_eq!(report["preprocess"]["pipeline"], "fbtorch", "{report}");
 }
+
+/// `eval --all-local` takes every converted zoo model; its leaderboard carries each card's claim
+/// and the measured difference.
+#[test]
+fn all_local_models_make_a_leaderboard_with_claims() {
+    let zoo = Zoo::new("kind = \"baidu_pan\"\nurl = \"https://pan.baidu.com/s/xyz\"\nnote = \"manual\"", None);
+    // Nothing converted yet: a clear error.
+    let out = zoo.dir.path().join("board");
+    let none =
+        zoo.run(&["eval", "--all-local", "--data", fixture("evalset").to_str().unwrap(), "--output-dir", out.to_str().unwrap()], &[]);
+    assert_eq!(none.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&none.stderr).contains("no zoo model is converted"));
+    assert_ok(&zoo.run(&["download", "tiny-sn", "--from-file", fixture("models/tiny-resnet50v1-sn.pth").to_str().unwrap(), "-q"], &[]));
+    let r =
+        zoo.run(&["eval", "--all-local", "--data", fixture("evalset").to_str().unwrap(), "--output-dir", out.to_str().unwrap(), "-q"], &[]);
+    assert_ok(&r);
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out.join("tiny-sn.json")).unwrap()).unwrap();
+    let (top1, top5) = (report["top1"].as_f64().unwrap(), report["top5"].as_f64().unwrap());
+    let md = std::fs::read_to_string(out.join("leaderboard.md")).unwrap();
+    let row = md.lines().find(|l| l.starts_with("| tiny-sn |")).unwrap_or_else(|| panic!("{md}"));
+    let want = format!("| 20.00 | {top1:.3} | {:+.2} | 50.00 | {top5:.3} | {:+.2} |", top1 - 20.0, top5 - 50.0);
+    assert!(row.ends_with(&want), "{row} vs {want}");
+    assert_eq!(md.lines().count(), 3, "only the converted model: {md}");
+    let csv = std::fs::read_to_string(out.join("leaderboard.csv")).unwrap();
+    assert!(csv.lines().nth(1).unwrap().starts_with(&format!("tiny-sn,{top1:.3},")), "{csv}");
+}
