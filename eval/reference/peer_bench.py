@@ -157,8 +157,9 @@ def main():
             print('| %d | %s | %s | %.1f | %s | %.0f %% |' % (bs, dtype, name, v, '%.2f' % ratio if ratio else '', 100 * v / lim[dtype]))
     out = {'arch': a.arch, 'threads': a.threads, 'seconds': a.seconds, 'rounds': a.rounds,
            'gflop_per_image': gflop, 'peak': limit, 'limit_images_per_second': lim,
-           'cpu': flags.split('model name')[1].split('\n')[0].strip(': '),
-           'cpu_family': flags.split('cpu family')[1].split('\n')[0].strip(': \t'),
+           'cpu': flags.split('model name')[1].split('\n')[0].split(':', 1)[1].strip(),
+           'cpu_family': flags.split('cpu family')[1].split('\n')[0].split(':', 1)[1].strip(),
+           'amx_bf16': ' amx_bf16' in flags,
            'snzoo_commit': subprocess.run(['git', '-C', HERE, 'rev-parse', '--short', 'HEAD'], capture_output=True, text=True).stdout.strip(),
            'best': rows, 'runs': runs}
     if a.out:
