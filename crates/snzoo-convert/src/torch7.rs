@@ -118,18 +118,24 @@ impl Table {
         self.entries.iter().find(|(k, _)| matches!(k, Value::String(s) if s == key)).map(|(_, v)| v)
     }
 
-    /// The values under the integer keys 1, 2, ... (a Lua array), in order.
-    pub fn array(&self) -> Vec<&Value> {
-        let mut items: Vec<(i64, &Value)> = self
-            .entries
-            .iter()
-            .filter_map(|(k, v)| match k {
-                Value::Number(n) if n.fract() == 0.0 && *n >= 1.0 => Some((*n as i64, v)),
-                _ => None,
-            })
-            .collect();
-        items.sort_by_key(|(i, _)| *i);
-        items.into_iter().enumerate().take_while(|(pos, (i, _))| *i == *pos as i64 + 1).map(|(_, (_, v))| v).collect()
+    /// The table as a Lua list: its keys exactly the integers 1..=n, each once, with their
+    /// values in order; `None` for anything else (a gap, a stray or repeated key), so that a
+    /// damaged list is refused rather than read short.
+    pub fn as_list(&self) -> Option<Vec<&Value>> {
+        let n = self.entries.len();
+        let mut items: Vec<Option<&Value>> = vec![None; n];
+        for (k, v) in &self.entries {
+            match k {
+                Value::Number(x) if x.fract() == 0.0 && *x >= 1.0 && *x <= n as f64 => {
+                    let slot = &mut items[*x as usize - 1];
+                    if slot.replace(v).is_some() {
+                        return None;
+                    }
+                }
+                _ => return None,
+            }
+        }
+        items.into_iter().collect()
     }
 }
 
@@ -420,6 +426,19 @@ pub fn sniff(head: &[u8]) -> bool {
 
 #[cfg(test)]
 pub(crate) mod tests {
+
+    #[test]
+    fn lists_with_gaps_or_stray_keys_are_not_lists() {
+        let t = |keys: &[f64]| Table { entries: keys.iter().map(|&k| (Value::Number(k), Value::Bool(true))).collect() };
+        assert_eq!(t(&[2.0, 1.0, 3.0]).as_list().map(|v| v.len()), Some(3));
+        assert_eq!(t(&[]).as_list().map(|v| v.len()), Some(0));
+        for bad in [&[1.0, 3.0][..], &[1.0, 1.0], &[1.0, 2.5], &[0.0, 1.0], &[1.0, 2.0, 9.0]] {
+            assert!(t(bad).as_list().is_none(), "{bad:?}");
+        }
+        let mut s = t(&[1.0]);
+        s.entries.push((Value::String("n".into()), Value::Bool(true)));
+        assert!(s.as_list().is_none());
+    }
     use super::*;
 
     /// A minimal writer for tests.

@@ -56,7 +56,8 @@ fn base(o: &Object) -> &str {
 
 fn children(o: &Object) -> Result<Vec<Rc<Object>>, String> {
     let t = o.fields.get("modules").and_then(Value::as_table).ok_or_else(|| format!("`{}` has no modules table", o.class))?;
-    t.array()
+    t.as_list()
+        .ok_or_else(|| format!("`{}`'s modules table is not a list 1..n (damaged?)", o.class))?
         .into_iter()
         .map(|v| v.as_object().cloned().ok_or_else(|| format!("`{}` holds a module that is not an object", o.class)))
         .collect()
