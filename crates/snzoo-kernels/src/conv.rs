@@ -12,6 +12,21 @@ use rayon::prelude::*;
 
 use crate::parallel::contiguous_f32;
 
+/// A thread's scratch buffer, taken out of its slot (an empty one when it is in use further up
+/// this thread's stack).
+fn take_scratch<T>(slot: &'static std::thread::LocalKey<RefCell<Vec<T>>>) -> Vec<T> {
+    slot.with_borrow_mut(std::mem::take)
+}
+
+/// Puts a scratch buffer back, keeping the larger of it and what the slot holds now.
+fn return_scratch<T>(slot: &'static std::thread::LocalKey<RefCell<Vec<T>>>, buffer: Vec<T>) {
+    slot.with_borrow_mut(|s| {
+        if buffer.capacity() > s.capacity() {
+            *s = buffer;
+        }
+    });
+}
+
 thread_local! {
     /// The im2col matrix, kept between calls (every element is written before the GEMM reads it).
     static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -54,19 +69,23 @@ impl Geometry {
     fn for_each_rhs(&self, x: &[f32], c_in: usize, threads: usize, mut f: impl FnMut(usize, &[f32])) {
         let direct = self.k == 1 && self.s == 1 && self.p == 0;
         let len = c_in * self.k * self.k * self.ho * self.wo;
-        COLUMNS.with_borrow_mut(|scratch| {
-            if !direct && scratch.len() < len {
-                scratch.resize(len, 0.0);
+        // The scratch buffer is taken out of the thread-local for the duration: while this
+        // thread waits inside a parallel section it may run another convolution's task (another
+        // forward on the same pool), which then finds no buffer and makes its own, rather than
+        // borrowing the one in use.
+        let mut scratch = take_scratch(&COLUMNS);
+        if !direct && scratch.len() < len {
+            scratch.resize(len, 0.0);
+        }
+        for (i, xi) in x.chunks(c_in * self.h * self.w).enumerate() {
+            if direct {
+                f(i, xi);
+            } else {
+                self.im2col(xi, &mut scratch[..len], threads > 1);
+                f(i, &scratch[..len]);
             }
-            for (i, xi) in x.chunks(c_in * self.h * self.w).enumerate() {
-                if direct {
-                    f(i, xi);
-                } else {
-                    self.im2col(xi, &mut scratch[..len], threads > 1);
-                    f(i, &scratch[..len]);
-                }
-            }
-        })
+        }
+        return_scratch(&COLUMNS, scratch);
     }
 
     /// Fills `col` ([C_in·k·k, H_out·W_out]) from one image `xi` ([C_in, H, W]), its rows spread
@@ -200,13 +219,13 @@ impl CustomOp1 for Conv2dBf16 {
         let hwo = geometry.ho * geometry.wo;
         let threads = crate::parallel::threads();
         let fill = |out: &mut [MaybeUninit<f32>]| {
-            PACKED_COLUMNS.with_borrow_mut(|packed| {
-                geometry.for_each_rhs(x, c_in, threads, |i, rhs| {
-                    crate::gemm_bf16::pack_b(rhs, kk, hwo, hwo, packed);
-                    let dst = &mut out[i * c_out * hwo..(i + 1) * c_out * hwo];
-                    crate::gemm_bf16::gemm_into(&self.weights, packed, hwo, dst, hwo, threads);
-                })
-            })
+            let mut packed = take_scratch(&PACKED_COLUMNS);
+            geometry.for_each_rhs(x, c_in, threads, |i, rhs| {
+                crate::gemm_bf16::pack_b(rhs, kk, hwo, hwo, &mut packed);
+                let dst = &mut out[i * c_out * hwo..(i + 1) * c_out * hwo];
+                crate::gemm_bf16::gemm_into(&self.weights, &packed, hwo, dst, hwo, threads);
+            });
+            return_scratch(&PACKED_COLUMNS, packed);
         };
         // SAFETY: the GEMMs write every element of every image's output.
         let out = unsafe { crate::parallel::output_buffer(n * c_out * hwo, fill) };
