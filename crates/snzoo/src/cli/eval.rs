@@ -249,7 +249,7 @@ pub fn run_eval(args: &EvalArgs) -> Result<()> {
             (Some(w), None) => (w.clone(), snzoo::bundled::paths()?.1),
         };
         let Some(dir) = &args.output_dir else {
-            let (_, report) = evaluate_one(args, &weights_spec, &data, args.output.clone())?;
+            let report = evaluate_one(args, &weights_spec, &data, args.output.clone())?;
             return print_report(args, &report);
         };
         return run_many(args, &[weights_spec], &data, dir);
@@ -291,7 +291,7 @@ fn run_many(args: &EvalArgs, specs: &[PathBuf], data: &Path, dir: &Path) -> Resu
         if !args.quiet {
             eprintln!("eval: {} -> {}", display_path(spec), display_path(&dir.join(&file)));
         }
-        let (_, report) = evaluate_one(args, spec, data, Some(dir.join(&file)))?;
+        let report = evaluate_one(args, spec, data, Some(dir.join(&file)))?;
         if args.shard.is_some() && !args.json {
             print_summary(&report);
         }
@@ -318,7 +318,7 @@ fn print_report(args: &EvalArgs, report: &Report) -> Result<()> {
 }
 
 /// One model's evaluation, as `snzoo eval MODEL --output OUT` does it.
-fn evaluate_one(args: &EvalArgs, weights_spec: &Path, data: &Path, output: Option<PathBuf>) -> Result<(Option<String>, Report)> {
+fn evaluate_one(args: &EvalArgs, weights_spec: &Path, data: &Path, output: Option<PathBuf>) -> Result<Report> {
     let threads = super::init_threads(args.threads)?;
     let dataset = Dataset::discover(data, args.labels.as_deref()).with_context(|| format!("dataset {}", display_path(data)))?;
     let model = args.compute.open(weights_spec, args.quiet)?;
@@ -360,8 +360,7 @@ fn evaluate_one(args: &EvalArgs, weights_spec: &Path, data: &Path, output: Optio
         p.finish();
     }
     let report = report?;
-    let card = model.card().map(|c| c.name.clone());
-    if let (Some(c), None, None) = (&card, args.limit, args.shard) {
+    if let (Some(c), None, None) = (model.card().map(|c| c.name.as_str()), args.limit, args.shard) {
         // The last full measurement of a zoo model, for `snzoo list` and `info`: a store that
         // cannot be written (read-only, full) is worth a warning, not a failed evaluation.
         if let Err(e) = record_results(c, &report) {
@@ -371,7 +370,7 @@ fn evaluate_one(args: &EvalArgs, weights_spec: &Path, data: &Path, output: Optio
     if let Some(csv) = &args.results_csv {
         append_csv(csv, &report.weights.arch, &report, &[model.weights_path()])?;
     }
-    Ok((card, report))
+    Ok(report)
 }
 
 fn record_results(name: &str, report: &Report) -> Result<()> {
