@@ -2,17 +2,19 @@
 # The long fuzz run: each property of the checkpoint readers (torch.save, the zip container,
 # TensorFlow tables and protos, Caffe, Torch7), the bombs and the weights files, one at a time,
 # in release builds, with its case count, wall time and peak RSS.
-# Usage: bash eval/reference/fuzz_long.sh > eval/results/fuzz.txt
-# (10^6 cases per reader property; 2 x 10^5 for the weights-file properties, whose cases build
-# and check a whole network or write a file and convert it.)
+# Usage: bash eval/reference/fuzz_long.sh [PATTERN] > eval/results/fuzz.txt
+# (10^6 cases per property; PATTERN, a grep -E pattern, runs only the properties whose
+# test::property name matches it.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 cargo test --release -p snzoo-convert --test fuzz --test bombs --test fuzz_frameworks --no-run >/dev/null 2>&1
 cargo test --release -p snzoo --test fuzz_weights --no-run >/dev/null 2>&1
 echo "# snzoo fuzz run, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
 echo "# property | cases | wall seconds | peak RSS (MB) | result"
+only=${1:-.}
 run() {
   local pkg=$1 test=$2 prop=$3 cases=$4
+  echo "$test::$prop" | grep -qE "$only" || return 0
   local log; log=$(mktemp)
   local start; start=$(date +%s.%N)
   if PROPTEST_CASES=$cases /usr/bin/time -f '%M' -o "$log.rss" cargo test --release -q -p "$pkg" --test "$test" -- --exact "$prop" >"$log" 2>&1; then
@@ -39,6 +41,6 @@ run snzoo-convert fuzz_frameworks resealed_tf_v1_records_never_panic 1000000
 run snzoo-convert fuzz_frameworks generated_tf_v1_tables_never_panic 1000000
 run snzoo-convert fuzz_frameworks edited_caffe_files_never_panic 1000000
 run snzoo-convert fuzz_frameworks edited_torch7_files_never_panic 1000000
-run snzoo fuzz_weights architecture_metadata_never_misleads 200000
-run snzoo fuzz_weights edited_safetensors_never_panic 200000
-run snzoo fuzz_weights edited_framework_checkpoints_never_panic 200000
+run snzoo fuzz_weights architecture_metadata_never_misleads 1000000
+run snzoo fuzz_weights edited_safetensors_never_panic 1000000
+run snzoo fuzz_weights edited_framework_checkpoints_never_panic 1000000

@@ -1,10 +1,10 @@
 //! GEMM throughput on ResNet-50's convolution shapes, one thread: gemm's f32 kernel against the
-//! bf16 kernel (packing of B included).
+//! AVX-512 BF16 kernel and the AMX kernel (packing of B included).
 //!
-//!     cargo run --release -p snzoo-model --example gemm_shapes
+//!     cargo run --release -p snzoo-kernels --example gemm_shapes
 use std::time::Instant;
 
-use snzoo_kernels::gemm_bf16;
+use snzoo_kernels::{gemm_amx, gemm_bf16};
 
 fn main() {
     // (M = C_out, K = C_in·k·k, N = H_out·W_out)
@@ -21,7 +21,8 @@ fn main() {
         (64, 147, 12544),
     ];
     let bf16 = gemm_bf16::available();
-    println!("shape (M,K,N)        f32 GFLOP/s   bf16 GFLOP/s (incl. packing B)");
+    let amx = gemm_amx::available();
+    println!("shape (M,K,N)        f32 GFLOP/s   bf16 GFLOP/s   AMX GFLOP/s (bf16: packing B included)");
     for &(m, k, n) in &shapes {
         let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 1000) as f32 / 1000.0 - 0.5).collect();
         let b: Vec<f32> = (0..k * n).map(|i| ((i * 104729) % 1000) as f32 / 1000.0 - 0.5).collect();
@@ -67,7 +68,19 @@ fn main() {
                 gemm_bf16::pack_b(&b, k, n, n, &mut pb);
                 gemm_bf16::gemm(&pa, &pb, n, &mut c, n, 1);
             });
-            println!("{line} {:>14.1}", flops / t16 / 1e9);
+            let amx = if amx {
+                let pa = gemm_amx::PackedA::new(&a, m, k);
+                // SAFETY: f32 → MaybeUninit<f32> has the same layout.
+                let c = unsafe { &mut *(c.as_mut_slice() as *mut [f32] as *mut [std::mem::MaybeUninit<f32>]) };
+                let t = time(&mut || {
+                    gemm_bf16::pack_b_pairs(&b, k, n, n, pa.pairs(), 1, &mut pb);
+                    gemm_amx::gemm_into(&pa, &pb, n, c, n, 1);
+                });
+                format!("{:>13.1}", flops / t / 1e9)
+            } else {
+                "       (no AMX)".into()
+            };
+            println!("{line} {:>14.1} {amx}", flops / t16 / 1e9);
         } else {
             println!("{line}   (no AVX-512 BF16)");
         }

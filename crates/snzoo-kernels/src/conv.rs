@@ -67,7 +67,7 @@ impl Geometry {
     /// right-hand side [C_in·k·k, H_out·W_out]: the image itself for a 1×1 stride-1 convolution,
     /// else its im2col matrix (in this thread's scratch buffer, filled by `threads` threads).
     fn for_each_rhs(&self, x: &[f32], c_in: usize, threads: usize, mut f: impl FnMut(usize, &[f32])) {
-        let direct = self.k == 1 && self.s == 1 && self.p == 0;
+        let direct = self.is_direct();
         let len = c_in * self.k * self.k * self.ho * self.wo;
         // The scratch buffer is taken out of the thread-local for the duration: while this
         // thread waits inside a parallel section it may run another convolution's task (another
@@ -88,43 +88,53 @@ impl Geometry {
         return_scratch(&COLUMNS, scratch);
     }
 
+    /// Whether the convolution multiplies the image itself (1×1, stride 1, no padding).
+    fn is_direct(&self) -> bool {
+        self.k == 1 && self.s == 1 && self.p == 0
+    }
+
     /// Fills `col` ([C_in·k·k, H_out·W_out]) from one image `xi` ([C_in, H, W]), its rows spread
     /// over the pool when `parallel`.
     fn im2col(&self, xi: &[f32], col: &mut [f32], parallel: bool) {
+        let fill_row = |(r, row): (usize, &mut [f32])| self.im2col_row(xi, r, row);
+        let hw = self.ho * self.wo;
+        if parallel {
+            col.par_chunks_mut(hw).enumerate().for_each(fill_row);
+        } else {
+            col.chunks_mut(hw).enumerate().for_each(fill_row);
+        }
+    }
+
+    /// Row `r` (input channel r / k², kernel offset r mod k²) of image `xi`'s im2col matrix:
+    /// H_out·W_out values.
+    fn im2col_row(&self, xi: &[f32], r: usize, row: &mut [f32]) {
         let Geometry { h, w, k, s, p, ho, wo } = *self;
-        let fill_row = |(r, row): (usize, &mut [f32])| {
-            let (ci, ky, kx) = (r / (k * k), (r / k) % k, r % k);
-            let plane = &xi[ci * h * w..(ci + 1) * h * w];
-            // Output columns whose input column ix = ox·s + kx − p lies inside the image.
-            let lo = (p.saturating_sub(kx)).div_ceil(s).min(wo);
-            let hi = if w + p > kx { ((w + p - kx - 1) / s + 1).min(wo) } else { 0 }.max(lo);
-            for oy in 0..ho {
-                let dst = &mut row[oy * wo..(oy + 1) * wo];
-                let iy = (oy * s + ky) as isize - p as isize;
-                if iy < 0 || iy >= h as isize {
-                    dst.fill(0.0);
-                    continue;
-                }
-                let src = &plane[iy as usize * w..(iy as usize + 1) * w];
-                dst[..lo].fill(0.0);
-                dst[hi..].fill(0.0);
-                if hi == lo {
-                    continue;
-                }
-                let first = lo * s + kx - p;
-                if s == 1 {
-                    dst[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
-                } else {
-                    for (d, &v) in dst[lo..hi].iter_mut().zip(src[first..].iter().step_by(s)) {
-                        *d = v;
-                    }
+        let (ci, ky, kx) = (r / (k * k), (r / k) % k, r % k);
+        let plane = &xi[ci * h * w..(ci + 1) * h * w];
+        // Output columns whose input column ix = ox·s + kx − p lies inside the image.
+        let lo = (p.saturating_sub(kx)).div_ceil(s).min(wo);
+        let hi = if w + p > kx { ((w + p - kx - 1) / s + 1).min(wo) } else { 0 }.max(lo);
+        for oy in 0..ho {
+            let dst = &mut row[oy * wo..(oy + 1) * wo];
+            let iy = (oy * s + ky) as isize - p as isize;
+            if iy < 0 || iy >= h as isize {
+                dst.fill(0.0);
+                continue;
+            }
+            let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+            dst[..lo].fill(0.0);
+            dst[hi..].fill(0.0);
+            if hi == lo {
+                continue;
+            }
+            let first = lo * s + kx - p;
+            if s == 1 {
+                dst[lo..hi].copy_from_slice(&src[first..first + (hi - lo)]);
+            } else {
+                for (d, &v) in dst[lo..hi].iter_mut().zip(src[first..].iter().step_by(s)) {
+                    *d = v;
                 }
             }
-        };
-        if parallel {
-            col.par_chunks_mut(ho * wo).enumerate().for_each(fill_row);
-        } else {
-            col.chunks_mut(ho * wo).enumerate().for_each(fill_row);
         }
     }
 }
@@ -188,15 +198,45 @@ thread_local! {
     static PACKED_COLUMNS: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
 }
 
+/// A convolution's weights rounded to bf16 and packed for the kernel that runs them.
+#[derive(Debug, Clone)]
+pub enum PackedWeights {
+    /// For [`crate::gemm_bf16`] (AVX-512 BF16).
+    Avx512(std::sync::Arc<crate::gemm_bf16::PackedA>),
+    /// For [`crate::gemm_amx`] (AMX tiles).
+    Amx(std::sync::Arc<crate::gemm_amx::PackedA>),
+}
+
+impl PackedWeights {
+    /// The [C_out, C_in·k·k] weights packed for the best bf16 kernel of this CPU: AMX where
+    /// [`crate::gemm_amx::available`], else AVX-512 BF16.
+    pub fn new(weights: &[f32], c_out: usize, depth: usize) -> Self {
+        if crate::gemm_amx::available() {
+            Self::Amx(std::sync::Arc::new(crate::gemm_amx::PackedA::new(weights, c_out, depth)))
+        } else {
+            Self::Avx512(std::sync::Arc::new(crate::gemm_bf16::PackedA::new(weights, c_out, depth)))
+        }
+    }
+
+    fn rows_depth(&self) -> (usize, usize) {
+        match self {
+            Self::Avx512(a) => (a.rows(), a.depth()),
+            Self::Amx(a) => (a.rows(), a.depth()),
+        }
+    }
+}
+
 /// The same convolution with bf16 inputs and weights and f32 accumulation
-/// ([`crate::gemm_bf16`]): the weights are packed once (held here), each image's im2col matrix
-/// (or, for 1×1 stride-1, the image itself) is rounded and packed per call. Output in f32.
+/// ([`crate::gemm_bf16`] or [`crate::gemm_amx`], as the weights were packed): the weights are
+/// packed once (held here), each image's im2col matrix (or, for 1×1 stride-1, the image itself)
+/// is rounded and packed per call, the im2col rows made two at a time as they are packed (the f32
+/// matrix never exists whole). Output in f32.
 #[derive(Debug, Clone)]
 pub struct Conv2dBf16 {
     pub stride: usize,
     pub padding: usize,
     pub kernel: usize,
-    pub weights: std::sync::Arc<crate::gemm_bf16::PackedA>,
+    pub weights: PackedWeights,
 }
 
 impl CustomOp1 for Conv2dBf16 {
@@ -207,24 +247,41 @@ impl CustomOp1 for Conv2dBf16 {
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c_in, h, w) = l1.shape().dims4()?;
         let (k, s, p) = (self.kernel, self.stride, self.padding);
-        let (c_out, kk) = (self.weights.rows(), self.weights.depth());
+        let (c_out, kk) = self.weights.rows_depth();
         if kk != c_in * k * k || c_in == 0 || c_out == 0 || s == 0 {
             candle_core::bail!("conv2d-bf16: input {:?} does not fit {c_out}x{kk} packed weights ({k}x{k})", l1.shape());
         }
-        if !crate::gemm_bf16::available() {
-            candle_core::bail!("conv2d-bf16 needs a CPU with AVX-512 BF16");
+        let available = match self.weights {
+            PackedWeights::Avx512(_) => crate::gemm_bf16::available(),
+            PackedWeights::Amx(_) => crate::gemm_amx::available(),
+        };
+        if !available {
+            candle_core::bail!("conv2d-bf16 needs a CPU with AVX-512 BF16 (or AMX for AMX-packed weights)");
         }
         let x = contiguous_f32("conv2d-bf16", s1, l1)?;
         let geometry = Geometry::new("conv2d-bf16", (h, w), k, s, p)?;
         let hwo = geometry.ho * geometry.wo;
         let threads = crate::parallel::threads();
+        let pairs = match &self.weights {
+            PackedWeights::Avx512(_) => kk.div_ceil(2),
+            PackedWeights::Amx(a) => a.pairs(),
+        };
         let fill = |out: &mut [MaybeUninit<f32>]| {
             let mut packed = take_scratch(&PACKED_COLUMNS);
-            geometry.for_each_rhs(x, c_in, threads, |i, rhs| {
-                crate::gemm_bf16::pack_b(rhs, kk, hwo, hwo, &mut packed);
+            for (i, xi) in x.chunks(c_in * h * w).enumerate() {
+                // The right-hand side, rounded and packed: the image itself for a 1×1 stride-1
+                // convolution, else its im2col matrix, made two rows at a time as it is packed.
+                if geometry.is_direct() {
+                    crate::gemm_bf16::pack_b_pairs(xi, kk, hwo, hwo, pairs, threads, &mut packed);
+                } else {
+                    crate::gemm_bf16::pack_b_generated(kk, hwo, pairs, threads, &mut packed, |r, row| geometry.im2col_row(xi, r, row));
+                }
                 let dst = &mut out[i * c_out * hwo..(i + 1) * c_out * hwo];
-                crate::gemm_bf16::gemm_into(&self.weights, &packed, hwo, dst, hwo, threads);
-            });
+                match &self.weights {
+                    PackedWeights::Avx512(a) => crate::gemm_bf16::gemm_into(a, &packed, hwo, dst, hwo, threads),
+                    PackedWeights::Amx(a) => crate::gemm_amx::gemm_into(a, &packed, hwo, dst, hwo, threads),
+                }
+            }
             return_scratch(&PACKED_COLUMNS, packed);
         };
         // SAFETY: the GEMMs write every element of every image's output.

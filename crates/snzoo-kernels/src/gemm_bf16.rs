@@ -79,43 +79,110 @@ impl PackedA {
 /// Packs a row-major K×N f32 matrix (row stride `ldb`) into `out`: `[⌈N/NR⌉][⌈K/2⌉][NR][2]` bf16,
 /// zero-padded. Panics if the CPU lacks AVX-512 BF16 (check [`available`]).
 pub fn pack_b(b: &[f32], k: usize, n: usize, ldb: usize, out: &mut Vec<u16>) {
-    assert!(available(), "pack_b needs AVX-512 BF16");
-    assert!(k == 0 || b.len() >= (k - 1) * ldb + n, "pack_b: B is too short");
-    let (kp, panels) = (k.div_ceil(2), n.div_ceil(NR));
-    out.clear();
-    out.resize(panels * kp * NR * 2, 0);
-    // SAFETY: the CPU features were checked above; the bounds of `b` and `out` were checked.
-    #[cfg(target_arch = "x86_64")]
-    unsafe {
-        pack_b_avx512(b, k, n, ldb, out)
-    };
+    pack_b_pairs(b, k, n, ldb, k.div_ceil(2), 1, out)
 }
 
+/// [`pack_b`] with `pairs` ≥ ⌈K/2⌉ K-pairs per panel, those past K zero (the AMX kernel's
+/// whole tiles: [`crate::gemm_amx::PackedA::pairs`]). With `threads` > 1 the pairs are split
+/// over the rayon pool.
+pub fn pack_b_pairs(b: &[f32], k: usize, n: usize, ldb: usize, pairs: usize, threads: usize, out: &mut Vec<u16>) {
+    pack_b_rows(k, n, pairs, threads, out, |row, dst| dst.copy_from_slice(&b[row * ldb..row * ldb + n]), Some((b, ldb)))
+}
+
+/// Packs the K×N matrix whose row `r` `fill_row(r, dst)` writes into `dst` (N values) — an
+/// im2col matrix, say, that never exists whole: each pair of rows is made in a small buffer
+/// and packed while it is in L1. Layout and padding as [`pack_b_pairs`]; `threads` > 1 splits
+/// the pairs over the rayon pool.
+pub fn pack_b_generated(k: usize, n: usize, pairs: usize, threads: usize, out: &mut Vec<u16>, fill_row: impl Fn(usize, &mut [f32]) + Sync) {
+    pack_b_rows(k, n, pairs, threads, out, fill_row, None)
+}
+
+/// The packing: rows from `direct` (B and its row stride, read in place) or made by `fill_row`.
+fn pack_b_rows(
+    k: usize,
+    n: usize,
+    pairs: usize,
+    threads: usize,
+    out: &mut Vec<u16>,
+    fill_row: impl Fn(usize, &mut [f32]) + Sync,
+    direct: Option<(&[f32], usize)>,
+) {
+    assert!(available(), "pack_b needs AVX-512 BF16");
+    if let Some((b, ldb)) = direct {
+        assert!(k == 0 || b.len() >= (k - 1) * ldb + n, "pack_b: B is too short");
+    }
+    assert!(pairs >= k.div_ceil(2), "pack_b: {pairs} pairs cannot hold a depth of {k}");
+    let len = n.div_ceil(NR) * pairs * NR * 2;
+    // Every element is written below (the padding as zeros): no zero-fill of the whole buffer.
+    out.resize(len, 0);
+    out.truncate(len);
+    let out_addr = out.as_mut_ptr() as usize;
+    let pack = |range: std::ops::Range<usize>| {
+        let mut rows = Vec::new();
+        for pair in range {
+            let k0 = 2 * pair;
+            let (r0, r1): (*const f32, Option<*const f32>) = match direct {
+                _ if k0 >= k => (std::ptr::null(), None),
+                // SAFETY: rows k0 (and k0 + 1 < k) lie in B, checked above.
+                Some((b, ldb)) => unsafe { (b.as_ptr().add(k0 * ldb), (k0 + 1 < k).then(|| b.as_ptr().add((k0 + 1) * ldb))) },
+                None => {
+                    rows.resize(2 * n, 0.0);
+                    let (first, second) = rows.split_at_mut(n);
+                    fill_row(k0, first);
+                    if k0 + 1 < k {
+                        fill_row(k0 + 1, second);
+                    }
+                    (first.as_ptr(), (k0 + 1 < k).then_some(second.as_ptr()))
+                }
+            };
+            // SAFETY: the CPU features were checked above; `out` holds `pairs` pairs of every
+            // panel and each pair is written by one caller; r0/r1 hold N values each.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                pack_pair(r0, r1, n, pair, pairs, out_addr as *mut u16)
+            };
+        }
+    };
+    let parts = threads.clamp(1, pairs.max(1));
+    if parts == 1 {
+        pack(0..pairs);
+    } else {
+        rayon::scope(|s| {
+            for part in 0..parts {
+                let pack = &pack;
+                s.spawn(move |_| pack(pairs * part / parts..pairs * (part + 1) / parts));
+            }
+        });
+    }
+}
+
+/// Writes K-pair `pair` of every panel: rows `r0` and `r1` (N values each; `r1` None past the
+/// depth, and both zero when `r0` is null).
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn pack_b_avx512(b: &[f32], k: usize, n: usize, ldb: usize, out: &mut [u16]) {
-    let kp = k.div_ceil(2);
+unsafe fn pack_pair(r0: *const f32, r1: Option<*const f32>, n: usize, pair: usize, kp: usize, out: *mut u16) {
     // Interleaves the 16 values of row k (low half) with the 16 of row k+1 (high half).
     let idx: [i16; 32] = std::array::from_fn(|i| ((i % 2) * 16 + i / 2) as i16);
     let idx = _mm512_loadu_si512(idx.as_ptr().cast());
-    for pair in 0..kp {
-        let k0 = 2 * pair;
-        let r0 = b.as_ptr().add(k0 * ldb);
-        let has_r1 = k0 + 1 < k;
-        let r1 = if has_r1 { b.as_ptr().add((k0 + 1) * ldb) } else { r0 };
-        for half in 0..n.div_ceil(16) {
-            let col = half * 16;
-            let valid = (n - col).min(16);
-            let mask: __mmask16 = if valid == 16 { 0xffff } else { (1u16 << valid) - 1 };
-            let v0 = _mm512_maskz_loadu_ps(mask, r0.add(col));
-            let v1 = if has_r1 { _mm512_maskz_loadu_ps(mask, r1.add(col)) } else { _mm512_setzero_ps() };
-            // Low 16 bf16 from v0 (row k), high 16 from v1 (row k+1), then interleaved in pairs.
-            let packed: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(v1, v0));
-            let pairs = _mm512_permutexvar_epi16(idx, packed);
-            let (panel, j) = (col / NR, col % NR);
-            let dst = out.as_mut_ptr().add(((panel * kp + pair) * NR + j) * 2);
-            _mm512_storeu_si512(dst.cast(), pairs);
+    for half in 0..n.div_ceil(NR) * (NR / 16) {
+        let col = half * 16;
+        let (panel, j) = (col / NR, col % NR);
+        let dst = out.add(((panel * kp + pair) * NR + j) * 2);
+        if r0.is_null() || col >= n {
+            // Pairs past the depth and the columns of the last panel past N: zeros.
+            _mm512_storeu_si512(dst.cast(), _mm512_setzero_si512());
+            continue;
         }
+        let valid = (n - col).min(16);
+        let mask: __mmask16 = if valid == 16 { 0xffff } else { (1u16 << valid) - 1 };
+        let v0 = _mm512_maskz_loadu_ps(mask, r0.add(col));
+        let v1 = match r1 {
+            Some(r1) => _mm512_maskz_loadu_ps(mask, r1.add(col)),
+            None => _mm512_setzero_ps(),
+        };
+        // Low 16 bf16 from v0 (row k), high 16 from v1 (row k+1), then interleaved in pairs.
+        let packed: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(v1, v0));
+        _mm512_storeu_si512(dst.cast(), _mm512_permutexvar_epi16(idx, packed));
     }
 }
 

@@ -3,7 +3,7 @@
 //! A model asks for an operation ([`conv2d`], [`switch_norm`], [`group_norm`],
 //! [`channel_affine`], [`residual_add`], [`max_pool_3x3_s2`]) and this layer picks the
 //! implementation: snzoo's own CPU kernels for f32 inference (im2col + GEMM convolutions, the
-//! AVX-512 BF16 GEMM, fused normalization + ReLU, scheduled one image per thread by
+//! bf16 GEMMs on AMX tiles or AVX-512 BF16, fused normalization + ReLU, scheduled one image per thread by
 //! [`parallel`]), the CUDA SN kernel with the `cuda` feature, or plain candle operations
 //! everywhere else (other devices and dtypes, and [`Implementation::Plain`], the oracle of the
 //! tests and the baseline of `snzoo bench --reference-sn`).
@@ -12,6 +12,7 @@
 
 pub mod conv;
 pub mod elementwise;
+pub mod gemm_amx;
 pub mod gemm_bf16;
 pub mod norm;
 pub mod parallel;
@@ -56,7 +57,7 @@ pub struct ConvWeights {
     pub bias: Option<Tensor>,
     pub stride: usize,
     pub padding: usize,
-    packed_bf16: std::sync::OnceLock<std::sync::Arc<gemm_bf16::PackedA>>,
+    packed_bf16: std::sync::OnceLock<conv::PackedWeights>,
 }
 
 impl Clone for ConvWeights {
@@ -76,7 +77,7 @@ impl ConvWeights {
             Some(p) => p.clone(),
             None => {
                 let values = self.weight.flatten_all()?.to_vec1::<f32>()?;
-                let packed = std::sync::Arc::new(gemm_bf16::PackedA::new(&values, c_out, c_in * k * k));
+                let packed = conv::PackedWeights::new(&values, c_out, c_in * k * k);
                 self.packed_bf16.get_or_init(|| packed).clone()
             }
         };

@@ -1,5 +1,6 @@
-//! The bf16 kernels, on CPUs with AVX-512 BF16. Elsewhere each test is reported as ignored
-//! (decided at run time), never as passed. The rounding tests run everywhere.
+//! The bf16 kernels: the AVX-512 BF16 GEMM and, on CPUs with AMX, the AMX one. Where the CPU
+//! lacks a kernel's instructions its tests are reported as ignored (decided at run time), never
+//! as passed. The rounding tests run everywhere.
 
 use std::sync::Arc;
 
@@ -8,20 +9,28 @@ use libtest_mimic::{Arguments, Failed, Trial};
 
 mod common;
 use common::CASES;
-use snzoo_kernels::conv::Conv2dBf16;
-use snzoo_kernels::gemm_bf16::{available, from_bf16, gemm, pack_b, to_bf16, PackedA};
+use snzoo_kernels::conv::{Conv2dBf16, PackedWeights};
+use snzoo_kernels::gemm_amx;
+use snzoo_kernels::gemm_bf16::{available, from_bf16, gemm, pack_b, pack_b_pairs, to_bf16, PackedA};
 
 fn main() {
     let args = Arguments::from_args();
     let needs_bf16 = |name: &'static str, f: fn() -> Result<(), Failed>| Trial::test(name, f).with_ignored_flag(!available());
+    let needs_amx = |name: &'static str, f: fn() -> Result<(), Failed>| Trial::test(name, f).with_ignored_flag(!gemm_amx::available());
     let trials = vec![
         Trial::test("rounding_matches_torch", rounding_matches_torch),
         Trial::test("rounding_is_the_hand_written_one_on_every_sampled_pattern", rounding_is_the_hand_written_one),
-        needs_bf16("gemm_matches_a_reference_product", gemm_matches_a_reference_product),
-        needs_bf16("bf16_convolution_is_the_f32_convolution_of_rounded_operands", bf16_convolution),
+        needs_bf16("gemm_matches_a_reference_product", || gemm_matches_a_reference_product(Kernel::Avx512)),
+        needs_bf16("bf16_convolution_is_the_f32_convolution_of_rounded_operands", || bf16_convolution(Kernel::Avx512)),
+        needs_amx("amx_gemm_matches_a_reference_product", || gemm_matches_a_reference_product(Kernel::Amx)),
+        needs_amx("amx_convolution_is_the_f32_convolution_of_rounded_operands", || bf16_convolution(Kernel::Amx)),
+        needs_amx("amx_and_avx512_convolutions_agree", amx_and_avx512_agree),
     ];
     if !available() {
         eprintln!("this CPU has no AVX-512 BF16: the bf16 kernel tests are ignored");
+    }
+    if !gemm_amx::available() {
+        eprintln!("this CPU (or OS) gives no AMX tiles: the AMX kernel tests are ignored");
     }
     libtest_mimic::run(&args, trials).exit();
 }
@@ -62,23 +71,52 @@ fn rounding_is_the_hand_written_one() -> Result<(), Failed> {
     Ok(())
 }
 
-/// Against an f64 product of the bf16-rounded inputs, for shapes with every kind of edge.
-fn gemm_matches_a_reference_product() -> Result<(), Failed> {
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kernel {
+    Avx512,
+    Amx,
+}
+
+/// Against an f64 product of the bf16-rounded inputs, for shapes with every kind of edge (of the
+/// AVX-512 kernel's 8×32 tiles and the AMX kernel's 32×32 blocks and 32-deep steps).
+fn gemm_matches_a_reference_product(kernel: Kernel) -> Result<(), Failed> {
     let mut seed = 1u64;
     let mut rnd = move || {
         seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
         ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
     };
-    for &(m, k, n) in &[(1, 1, 1), (8, 2, 32), (9, 3, 33), (64, 576, 49), (17, 300, 70), (3, 257, 16), (16, 64, 100)] {
+    let shapes = [
+        (1, 1, 1),
+        (8, 2, 32),
+        (9, 3, 33),
+        (64, 576, 49),
+        (17, 300, 70),
+        (3, 257, 16),
+        (16, 64, 100),
+        (33, 31, 65),
+        (96, 64, 32),
+        (40, 147, 200),
+    ];
+    for &(m, k, n) in &shapes {
         let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
         let ldb = n + 3;
         let b: Vec<f32> = (0..k * ldb).map(|_| rnd()).collect();
-        let pa = PackedA::new(&a, m, k);
         let mut pb = Vec::new();
-        pack_b(&b, k, n, ldb, &mut pb);
         let ldc = n + 1;
         let mut c = vec![f32::NAN; m * ldc];
-        gemm(&pa, &pb, n, &mut c, ldc, 1 + m % 3);
+        match kernel {
+            Kernel::Avx512 => {
+                pack_b(&b, k, n, ldb, &mut pb);
+                gemm(&PackedA::new(&a, m, k), &pb, n, &mut c, ldc, 1 + m % 3);
+            }
+            Kernel::Amx => {
+                let pa = gemm_amx::PackedA::new(&a, m, k);
+                pack_b_pairs(&b, k, n, ldb, pa.pairs(), 1, &mut pb);
+                // SAFETY: f32 → MaybeUninit<f32> has the same layout.
+                let c = unsafe { &mut *(c.as_mut_slice() as *mut [f32] as *mut [std::mem::MaybeUninit<f32>]) };
+                gemm_amx::gemm_into(&pa, &pb, n, c, ldc, 1 + m % 3);
+            }
+        }
         for i in 0..m {
             for j in 0..n {
                 let want: f64 =
@@ -100,14 +138,18 @@ fn round_bf16(t: &Tensor) -> Tensor {
 
 /// The bf16 convolution is the f32 convolution of the bf16-rounded input and weights (sums in
 /// f32, so up to the order of the additions), serial and spread over threads.
-fn bf16_convolution() -> Result<(), Failed> {
+fn bf16_convolution(kernel: Kernel) -> Result<(), Failed> {
     let dev = Device::Cpu;
     for (n, ci, co, h, w, k, s, p) in CASES {
         let x = Tensor::randn(0f32, 1.0, (n, ci, h, w), &dev)?;
         let wt = Tensor::randn(0f32, 0.2, (co, ci, k, k), &dev)?;
         let want = round_bf16(&x).conv2d(&round_bf16(&wt), p, s, 1, 1)?;
-        let packed = Arc::new(PackedA::new(&wt.flatten_all()?.to_vec1::<f32>()?, co, ci * k * k));
-        let op = Conv2dBf16 { stride: s, padding: p, kernel: k, weights: packed };
+        let values = wt.flatten_all()?.to_vec1::<f32>()?;
+        let weights = match kernel {
+            Kernel::Avx512 => PackedWeights::Avx512(Arc::new(PackedA::new(&values, co, ci * k * k))),
+            Kernel::Amx => PackedWeights::Amx(Arc::new(gemm_amx::PackedA::new(&values, co, ci * k * k))),
+        };
+        let op = Conv2dBf16 { stride: s, padding: p, kernel: k, weights };
         for serial in [false, true] {
             let got = if serial { snzoo_kernels::parallel::serially(|| x.apply_op1_no_bwd(&op))? } else { x.apply_op1_no_bwd(&op)? };
             check(got.dims() == want.dims(), || format!("{:?}", (n, ci, co, h, w, k, s, p)))?;
@@ -115,6 +157,25 @@ fn bf16_convolution() -> Result<(), Failed> {
             let scale = want.abs()?.max_all()?.to_scalar::<f32>()?;
             check(diff / scale <= 1e-5, || format!("{:?}: {}", (n, ci, co, h, w, k, s, p), diff / scale))?;
         }
+    }
+    Ok(())
+}
+
+/// The two kernels give the same convolution up to the order of the f32 additions, and
+/// `PackedWeights::new` picks AMX where it is available.
+fn amx_and_avx512_agree() -> Result<(), Failed> {
+    let dev = Device::Cpu;
+    for (n, ci, co, h, w, k, s, p) in CASES {
+        let x = Tensor::randn(0f32, 1.0, (n, ci, h, w), &dev)?;
+        let values = Tensor::randn(0f32, 0.2, (co, ci, k, k), &dev)?.flatten_all()?.to_vec1::<f32>()?;
+        let chosen = PackedWeights::new(&values, co, ci * k * k);
+        check(matches!(chosen, PackedWeights::Amx(_)), || "PackedWeights::new did not pick AMX".into())?;
+        let avx = PackedWeights::Avx512(Arc::new(PackedA::new(&values, co, ci * k * k)));
+        let run = |weights| x.apply_op1_no_bwd(&Conv2dBf16 { stride: s, padding: p, kernel: k, weights });
+        let (a, b) = (run(chosen)?, run(avx)?);
+        let diff = (&a - &b)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        let scale = b.abs()?.max_all()?.to_scalar::<f32>()?;
+        check(diff / scale <= 1e-5, || format!("{:?}: {}", (n, ci, co, h, w, k, s, p), diff / scale))?;
     }
     Ok(())
 }
