@@ -30,7 +30,7 @@ pub mod tf_slim;
 pub mod torch_image;
 
 pub use decode::{decode_rgb, DecodeError, RgbImage, MAX_PIXELS};
-pub use resize::{resize, resize_bilinear, Filter};
+pub use resize::{resize, resize_bilinear, resize_window, Filter};
 
 /// ImageNet channel means (torchvision's `Normalize` defaults in the reference evaluation).
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -334,6 +334,12 @@ impl EvalTransform {
             }
         };
         Ok(match self.pipeline {
+            // Only the crop's pixels of the resize are computed (bit-identical to cropping the
+            // whole resize); an image smaller than the crop is padded as torchvision pads it.
+            Pipeline::Torchvision if w >= c && h >= c => {
+                let offset = |d: usize| ((d - c) as f64 / 2.0).round_ties_even() as usize;
+                Crop::U8(resize_window(img, (w, h), self.interpolation.filter(), (offset(w), offset(h)), (c, c)))
+            }
             Pipeline::Torchvision => Crop::U8(center_crop(&resize(img, w, h, self.interpolation.filter()), c)),
             Pipeline::Caffe => {
                 fits(w, h)?;

@@ -111,31 +111,49 @@ pub fn resize_bilinear(img: &RgbImage, width: usize, height: usize) -> RgbImage 
 
 /// Resizes to `width`×`height` exactly as Pillow's `Image.resize` with `filter` does.
 pub fn resize(img: &RgbImage, width: usize, height: usize, filter: Filter) -> RgbImage {
+    resize_window(img, (width, height), filter, (0, 0), (width, height))
+}
+
+/// The `size.0 × size.1` window at `origin` of [`resize`]`(img, width, height, filter)`, without
+/// computing the rest: every output pixel depends only on its own coefficients, so the window is
+/// bit-identical to cropping the whole resize (a centre crop of 224 from a 256 resize computes
+/// 40 % fewer pixels). Panics if the window leaves the resized image.
+pub fn resize_window(
+    img: &RgbImage,
+    (width, height): (usize, usize),
+    filter: Filter,
+    origin: (usize, usize),
+    size: (usize, usize),
+) -> RgbImage {
     assert!(width > 0 && height > 0, "resize to an empty image");
+    let ((x0, y0), (cw, ch)) = (origin, size);
+    assert!(x0 + cw <= width && y0 + ch <= height, "the window leaves the {width}x{height} image");
     let need_h = width != img.width;
     let need_v = height != img.height;
     if !need_h && !need_v {
-        return img.clone();
+        return crate::crop(img, x0, y0, cw, ch);
     }
     let horiz = coefficients(img.width, width, filter);
     let vert = coefficients(img.height, height, filter);
-    // Rows of the source that the vertical pass reads.
+    // The input rows the window's output rows read (all of the window's rows when there is no
+    // vertical pass).
     let (first_row, last_row) = if need_v {
-        let (lo, _) = vert.bounds[0];
-        let (hi, n) = vert.bounds[height - 1];
+        let (lo, _) = vert.bounds[y0];
+        let (hi, n) = vert.bounds[y0 + ch - 1];
         (lo, hi + n)
     } else {
-        (0, img.height)
+        (y0, y0 + ch)
     };
 
     let temp = if need_h {
         let rows = last_row - first_row;
-        let mut out = RgbImage::new(width, rows);
+        let mut out = RgbImage::new(cw, rows);
         let half = 1i32 << (PRECISION_BITS - 1);
         for y in 0..rows {
             let src = &img.data[(y + first_row) * img.width * 3..(y + first_row + 1) * img.width * 3];
-            let dst = &mut out.data[y * width * 3..(y + 1) * width * 3];
-            for (xx, &(xmin, taps)) in horiz.bounds.iter().enumerate() {
+            let dst = &mut out.data[y * cw * 3..(y + 1) * cw * 3];
+            for (ox, &(xmin, taps)) in horiz.bounds[x0..x0 + cw].iter().enumerate() {
+                let xx = x0 + ox;
                 let k = &horiz.weights[xx * horiz.ksize..xx * horiz.ksize + taps];
                 let (mut s0, mut s1, mut s2) = (half, half, half);
                 for (x, &w) in k.iter().enumerate() {
@@ -144,28 +162,25 @@ pub fn resize(img: &RgbImage, width: usize, height: usize, filter: Filter) -> Rg
                     s1 = s1.wrapping_add(p[1] as i32 * w);
                     s2 = s2.wrapping_add(p[2] as i32 * w);
                 }
-                dst[xx * 3] = clip8(s0);
-                dst[xx * 3 + 1] = clip8(s1);
-                dst[xx * 3 + 2] = clip8(s2);
+                dst[ox * 3] = clip8(s0);
+                dst[ox * 3 + 1] = clip8(s1);
+                dst[ox * 3 + 2] = clip8(s2);
             }
         }
         out
     } else {
-        RgbImage {
-            width: img.width,
-            height: last_row - first_row,
-            data: img.data[first_row * img.width * 3..last_row * img.width * 3].to_vec(),
-        }
+        crate::crop(img, x0, first_row, cw, last_row - first_row)
     };
     if !need_v {
         return temp;
     }
 
-    let mut out = RgbImage::new(width, height);
+    let mut out = RgbImage::new(cw, ch);
     let half = 1i32 << (PRECISION_BITS - 1);
-    let row = width * 3;
+    let row = cw * 3;
     let mut acc = vec![0i32; row];
-    for (yy, &(ymin, taps)) in vert.bounds.iter().enumerate() {
+    for (oy, &(ymin, taps)) in vert.bounds[y0..y0 + ch].iter().enumerate() {
+        let yy = y0 + oy;
         let k = &vert.weights[yy * vert.ksize..yy * vert.ksize + taps];
         acc.fill(half);
         for (y, &w) in k.iter().enumerate() {
@@ -174,7 +189,7 @@ pub fn resize(img: &RgbImage, width: usize, height: usize, filter: Filter) -> Rg
                 *a = a.wrapping_add(p as i32 * w);
             }
         }
-        for (d, &a) in out.data[yy * row..(yy + 1) * row].iter_mut().zip(&acc) {
+        for (d, &a) in out.data[oy * row..(oy + 1) * row].iter_mut().zip(&acc) {
             *d = clip8(a);
         }
     }
@@ -184,6 +199,22 @@ pub fn resize(img: &RgbImage, width: usize, height: usize, filter: Filter) -> Rg
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A window of the resize is the same window cut from the whole resize, bit for bit, for
+    /// both filters, enlarging and reducing, with and without each pass.
+    #[test]
+    fn windows_are_crops_of_the_whole_resize() {
+        let img = RgbImage { width: 53, height: 31, data: (0..53 * 31 * 3).map(|i| ((i * 7919) % 251) as u8).collect() };
+        for filter in [Filter::Bilinear, Filter::Bicubic] {
+            for (w, h) in [(20, 12), (53, 17), (29, 31), (80, 45), (53, 31), (7, 64)] {
+                let whole = resize(&img, w, h, filter);
+                for (x0, y0, cw, ch) in [(0, 0, w, h), (1, 2, w - 1, h - 2), (w / 3, h / 4, w / 2, h / 2), (w - 1, h - 1, 1, 1)] {
+                    let got = resize_window(&img, (w, h), filter, (x0, y0), (cw, ch));
+                    assert_eq!(got, crate::crop(&whole, x0, y0, cw, ch), "{filter:?} {w}x{h} window {x0},{y0} {cw}x{ch}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn identity_size_is_a_copy() {
