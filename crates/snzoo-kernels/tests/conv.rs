@@ -20,3 +20,28 @@ fn im2col_convolution_matches_candle() {
         assert!(diff / scale <= 1e-5, "{:?}: {}", (n, ci, co, h, w, k, s, p), diff / scale);
     }
 }
+
+/// Convolutions started concurrently on one pool from several threads (two model forwards in
+/// one process, say), each spreading its im2col and GEMM over the pool's workers: a worker that
+/// waits inside one convolution's parallel section runs another's tasks, which must not find its
+/// scratch buffer borrowed (a `RefCell` panic before the buffers were taken out of their
+/// thread-locals while in use). Every result equals the serial one.
+#[test]
+fn concurrent_convolutions_on_one_pool_share_no_scratch() {
+    let dev = Device::Cpu;
+    let x = Tensor::randn(0f32, 1.0, (1, 64, 56, 56), &dev).unwrap();
+    let wt = Tensor::randn(0f32, 0.2, (64, 64, 3, 3), &dev).unwrap();
+    let op = Conv2dIm2col { stride: 1, padding: 1 };
+    let run = || -> Vec<f32> { x.apply_op2_no_bwd(&wt, &op).unwrap().flatten_all().unwrap().to_vec1().unwrap() };
+    let want = snzoo_kernels::parallel::serially(run);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+    std::thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                for _ in 0..8 {
+                    assert!(pool.install(run) == want, "a concurrent convolution differs from the serial one");
+                }
+            });
+        }
+    });
+}
