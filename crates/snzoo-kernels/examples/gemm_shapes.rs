@@ -63,7 +63,7 @@ fn main() {
         let line = format!("{:<20} {:>10.1}", format!("({m},{k},{n})"), flops / t32 / 1e9);
         if bf16 {
             let pa = gemm_bf16::PackedA::new(&a, m, k);
-            let mut pb = Vec::new();
+            let mut pb = gemm_bf16::AlignedBf16::new();
             let t16 = time(&mut || {
                 gemm_bf16::pack_b(&b, k, n, n, &mut pb);
                 gemm_bf16::gemm(&pa, &pb, n, &mut c, n, 1);

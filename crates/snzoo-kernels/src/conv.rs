@@ -12,14 +12,31 @@ use rayon::prelude::*;
 
 use crate::parallel::contiguous_f32;
 
+/// A kernel's reusable buffer.
+trait Scratch: Default {
+    fn capacity(&self) -> usize;
+}
+
+impl<T> Scratch for Vec<T> {
+    fn capacity(&self) -> usize {
+        Vec::capacity(self)
+    }
+}
+
+impl Scratch for crate::gemm_bf16::AlignedBf16 {
+    fn capacity(&self) -> usize {
+        crate::gemm_bf16::AlignedBf16::capacity(self)
+    }
+}
+
 /// A thread's scratch buffer, taken out of its slot (an empty one when it is in use further up
 /// this thread's stack).
-fn take_scratch<T>(slot: &'static std::thread::LocalKey<RefCell<Vec<T>>>) -> Vec<T> {
+fn take_scratch<T: Scratch>(slot: &'static std::thread::LocalKey<RefCell<T>>) -> T {
     slot.with_borrow_mut(std::mem::take)
 }
 
 /// Puts a scratch buffer back, keeping the larger of it and what the slot holds now.
-fn return_scratch<T>(slot: &'static std::thread::LocalKey<RefCell<Vec<T>>>, buffer: Vec<T>) {
+fn return_scratch<T: Scratch>(slot: &'static std::thread::LocalKey<RefCell<T>>, buffer: T) {
     slot.with_borrow_mut(|s| {
         if buffer.capacity() > s.capacity() {
             *s = buffer;
@@ -195,7 +212,7 @@ impl CustomOp2 for Conv2dIm2col {
 
 thread_local! {
     /// The bf16-packed right-hand side of [`Conv2dBf16`], kept between calls.
-    static PACKED_COLUMNS: RefCell<Vec<u16>> = const { RefCell::new(Vec::new()) };
+    static PACKED_COLUMNS: RefCell<crate::gemm_bf16::AlignedBf16> = const { RefCell::new(crate::gemm_bf16::AlignedBf16::new()) };
 }
 
 /// A convolution's weights rounded to bf16 and packed for the kernel that runs them.

@@ -92,24 +92,26 @@ pub struct MaxPool3x3S2 {
 
 impl MaxPool3x3S2 {
     /// Writes every element of `out` (one output plane).
+    /// One plane, separably: each output row's window rows are reduced to one row (whole rows at
+    /// a time, which vectorises), then each output takes the maximum of its columns of it. NaN
+    /// propagates, as in PyTorch.
     fn plane(&self, x: &[f32], h: usize, w: usize, out: &mut [MaybeUninit<f32>]) {
         let ((_, py), (wo, px)) = (self.padding.geometry(h), self.padding.geometry(w));
+        let take = |m: f32, v: f32| if v > m || v.is_nan() { v } else { m };
+        let mut rows = vec![f32::NEG_INFINITY; w];
         for (oy, row) in out.chunks_mut(wo).enumerate() {
             let y0 = (2 * oy).saturating_sub(py);
             let y1 = (2 * oy + 3).saturating_sub(py).min(h);
+            rows.fill(f32::NEG_INFINITY);
+            for y in y0..y1 {
+                for (m, &v) in rows.iter_mut().zip(&x[y * w..(y + 1) * w]) {
+                    *m = take(*m, v);
+                }
+            }
             for (ox, o) in row.iter_mut().enumerate() {
                 let x0 = (2 * ox).saturating_sub(px);
                 let x1 = (2 * ox + 3).saturating_sub(px).min(w);
-                let mut m = f32::NEG_INFINITY;
-                for y in y0..y1 {
-                    for &v in &x[y * w + x0..y * w + x1] {
-                        // NaN propagates, as in PyTorch.
-                        if v > m || v.is_nan() {
-                            m = v;
-                        }
-                    }
-                }
-                o.write(m);
+                o.write(rows[x0..x1].iter().fold(f32::NEG_INFINITY, |m, &v| take(m, v)));
             }
         }
     }
@@ -179,6 +181,20 @@ mod tests {
             for (g, e) in g.iter().zip(&e) {
                 assert!((g - e).abs() < 1e-5, "{h}x{w}: {g} vs {e}");
             }
+        }
+        Ok(())
+    }
+
+    /// A NaN anywhere in a window makes that output NaN, and only that one's.
+    #[test]
+    fn max_pool_propagates_nan() -> Result<()> {
+        let mut v = vec![0.5f32; 9 * 9];
+        v[4 * 9 + 4] = f32::NAN;
+        let x = Tensor::from_vec(v, (1, 1, 9, 9), &Device::Cpu)?;
+        let got = x.apply_op1_no_bwd(&MaxPool3x3S2::default())?.flatten_all()?.to_vec1::<f32>()?;
+        // Input (4, 4) lies in the windows of outputs (oy, ox) with 2·o − 1 ≤ 4 ≤ 2·o + 1: o = 2.
+        for (i, g) in got.iter().enumerate() {
+            assert_eq!(g.is_nan(), i == 2 * 5 + 2, "output {i}: {g}");
         }
         Ok(())
     }

@@ -101,7 +101,7 @@ fn gemm_matches_a_reference_product(kernel: Kernel) -> Result<(), Failed> {
         let a: Vec<f32> = (0..m * k).map(|_| rnd()).collect();
         let ldb = n + 3;
         let b: Vec<f32> = (0..k * ldb).map(|_| rnd()).collect();
-        let mut pb = Vec::new();
+        let mut pb = snzoo_kernels::gemm_bf16::AlignedBf16::new();
         let ldc = n + 1;
         let mut c = vec![f32::NAN; m * ldc];
         match kernel {
