@@ -129,6 +129,45 @@ pub fn channel_affine(x: &Tensor, p: &ChannelAffine, imp: Implementation) -> Res
     norm::channel_affine_plain(x, p)
 }
 
+/// A normalization of `x`, then `+ residual`, then ReLU when the op's `relu`: the end of a v1
+/// residual block in one pass where the kernels run (bit-identical to the normalization without
+/// ReLU followed by [`residual_add`], which is the fallback).
+pub fn norm_add<K>(x: &Tensor, residual: &Tensor, op: &K, imp: Implementation) -> Result<Tensor>
+where
+    K: NormOp,
+{
+    if imp.cpu_kernels(x) && residual.dtype() == x.dtype() && residual.device().same_device(x.device()) {
+        return x.contiguous()?.apply_op2_no_bwd(&residual.contiguous()?, &norm::AddResidual(op));
+    }
+    let y = op.plain_without_relu(x)?;
+    residual_add(&y, residual, op.relu(), imp)
+}
+
+/// The normalization ops that [`norm_add`] fuses with the residual addition.
+#[allow(private_bounds)]
+pub trait NormOp: norm::PlaneAffine + std::fmt::Debug + Sync {
+    /// The plain-operations result without the ReLU (the fallback of [`norm_add`]).
+    fn plain_without_relu(&self, x: &Tensor) -> Result<Tensor>;
+}
+
+impl NormOp for SwitchNormInference {
+    fn plain_without_relu(&self, x: &Tensor) -> Result<Tensor> {
+        norm::switch_norm_plain(x, &SwitchNormInference { relu: false, ..self.clone() })
+    }
+}
+
+impl NormOp for GroupNormInference {
+    fn plain_without_relu(&self, x: &Tensor) -> Result<Tensor> {
+        norm::group_norm_plain(x, &GroupNormInference { relu: false, ..self.clone() })
+    }
+}
+
+impl NormOp for ChannelAffine {
+    fn plain_without_relu(&self, x: &Tensor) -> Result<Tensor> {
+        norm::channel_affine_plain(x, &ChannelAffine { relu: false, ..self.clone() })
+    }
+}
+
 /// `a + b`, then ReLU when `relu`: the end of a residual block.
 pub fn residual_add(a: &Tensor, b: &Tensor, relu: bool, imp: Implementation) -> Result<Tensor> {
     if imp.cpu_kernels(a) && b.dtype() == a.dtype() {

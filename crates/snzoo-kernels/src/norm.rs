@@ -13,7 +13,7 @@
 
 use std::mem::MaybeUninit;
 
-use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor, D};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, D};
 use rayon::prelude::*;
 
 /// Below this many elements the kernels do not fan out to the thread pool.
@@ -62,24 +62,45 @@ fn plane_moments(x: &[f32], hw: usize) -> Vec<Moments> {
         .collect()
 }
 
-/// Writes `x · scale + shift` (per plane), then `max(·, 0)` when `relu`, into every element of `out`.
-fn apply_affine(x: &[f32], hw: usize, affine: &[(f32, f32)], relu: bool, out: &mut [MaybeUninit<f32>]) {
+/// Writes `x · scale + shift` (per plane), plus `residual` when given, then `max(·, 0)` when
+/// `relu`, into every element of `out`. The sum is rounded as the separate passes round it
+/// (`x · scale + shift` first, then `+ residual`), so the fused end of a residual block equals
+/// the normalization followed by [`crate::residual_add`] bit for bit.
+fn apply_affine(x: &[f32], hw: usize, affine: &[(f32, f32)], residual: Option<&[f32]>, relu: bool, out: &mut [MaybeUninit<f32>]) {
     let min_len = min_len(x.len(), hw);
-    out.par_chunks_mut(hw).zip(x.par_chunks(hw)).zip(affine.par_iter()).with_min_len(min_len).for_each(|((o, v), &(scale, shift))| {
-        if relu {
-            for (o, &a) in o.iter_mut().zip(v) {
-                o.write((a * scale + shift).max(0.0));
-            }
-        } else {
-            for (o, &a) in o.iter_mut().zip(v) {
-                o.write(a * scale + shift);
-            }
-        }
-    });
+    let plane = |o: &mut [MaybeUninit<f32>], v: &[f32], r: Option<&[f32]>, (scale, shift): (f32, f32)| match (r, relu) {
+        (None, true) => o.iter_mut().zip(v).for_each(|(o, &a)| {
+            o.write((a * scale + shift).max(0.0));
+        }),
+        (None, false) => o.iter_mut().zip(v).for_each(|(o, &a)| {
+            o.write(a * scale + shift);
+        }),
+        (Some(r), true) => o.iter_mut().zip(v).zip(r).for_each(|((o, &a), &b)| {
+            o.write(((a * scale + shift) + b).max(0.0));
+        }),
+        (Some(r), false) => o.iter_mut().zip(v).zip(r).for_each(|((o, &a), &b)| {
+            o.write((a * scale + shift) + b);
+        }),
+    };
+    match residual {
+        None => out
+            .par_chunks_mut(hw)
+            .zip(x.par_chunks(hw))
+            .zip(affine.par_iter())
+            .with_min_len(min_len)
+            .for_each(|((o, v), &a)| plane(o, v, None, a)),
+        Some(r) => out
+            .par_chunks_mut(hw)
+            .zip(x.par_chunks(hw))
+            .zip(r.par_chunks(hw))
+            .zip(affine.par_iter())
+            .with_min_len(min_len)
+            .for_each(|(((o, v), r), &a)| plane(o, v, Some(r), a)),
+    }
 }
 
 /// A normalization that folds into a scale and a shift per (n, c) plane.
-trait PlaneAffine {
+pub(crate) trait PlaneAffine {
     const NAME: &'static str;
     /// Whether the scale and shift depend on the input's moments.
     const NEEDS_MOMENTS: bool = true;
@@ -92,27 +113,55 @@ trait PlaneAffine {
     fn affine(&self, moments: &[Moments], hw: usize, out: &mut [(f32, f32)]);
 }
 
-fn run_planes<K: PlaneAffine>(k: &K, x: &[f32], n: usize, c: usize, hw: usize, out: &mut [MaybeUninit<f32>]) {
+fn run_planes<K: PlaneAffine>(k: &K, x: &[f32], residual: Option<&[f32]>, n: usize, c: usize, hw: usize, out: &mut [MaybeUninit<f32>]) {
     assert_eq!(out.len(), x.len(), "{}: output and input lengths differ", K::NAME);
+    assert!(residual.is_none_or(|r| r.len() == x.len()), "{}: residual and input lengths differ", K::NAME);
     let moments = if K::NEEDS_MOMENTS { plane_moments(x, hw) } else { vec![Moments { mean: 0.0, m2: 0.0 }; n * c] };
     let mut affine = vec![(0f32, 0f32); n * c];
     for s in 0..n {
         k.affine(&moments[s * c..(s + 1) * c], hw, &mut affine[s * c..(s + 1) * c]);
     }
-    apply_affine(x, hw, &affine, k.relu(), out);
+    apply_affine(x, hw, &affine, residual, k.relu(), out);
 }
 
-fn cpu_fwd_planes<K: PlaneAffine>(k: &K, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+fn cpu_fwd_planes<K: PlaneAffine>(
+    k: &K,
+    storage: &CpuStorage,
+    layout: &Layout,
+    residual: Option<(&CpuStorage, &Layout)>,
+) -> Result<(CpuStorage, Shape)> {
     let (n, c, h, w) = layout.shape().dims4()?;
     k.check(n, c, h, w)?;
-    let x = match (storage, layout.contiguous_offsets()) {
-        (CpuStorage::F32(v), Some((start, end))) => &v[start..end],
-        (CpuStorage::F32(_), None) => candle_core::bail!("{} needs a contiguous input", K::NAME),
-        _ => candle_core::bail!("{} is implemented for f32", K::NAME),
+    fn f32_slice<'a>(name: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+        match (storage, layout.contiguous_offsets()) {
+            (CpuStorage::F32(v), Some((start, end))) => Ok(&v[start..end]),
+            (CpuStorage::F32(_), None) => candle_core::bail!("{name} needs a contiguous input"),
+            _ => candle_core::bail!("{name} is implemented for f32"),
+        }
+    }
+    let x = f32_slice(K::NAME, storage, layout)?;
+    let residual = match residual {
+        Some((s, l)) if l.shape() == layout.shape() => Some(f32_slice(K::NAME, s, l)?),
+        Some((_, l)) => candle_core::bail!("{}: residual {:?} and input {:?} differ", K::NAME, l.shape(), layout.shape()),
+        None => None,
     };
     // SAFETY: `run_planes` writes every element.
-    let out = unsafe { crate::parallel::output_buffer(x.len(), |out| run_planes(k, x, n, c, h * w, out)) };
+    let out = unsafe { crate::parallel::output_buffer(x.len(), |out| run_planes(k, x, residual, n, c, h * w, out)) };
     Ok((CpuStorage::F32(out), layout.shape().clone()))
+}
+
+/// A normalization, then `+ residual` (the op's own ReLU after the sum): the end of a v1
+/// residual block in one pass.
+#[derive(Debug)]
+pub(crate) struct AddResidual<'a, K>(pub(crate) &'a K);
+
+impl<K: PlaneAffine + std::fmt::Debug> CustomOp2 for AddResidual<'_, K> {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        cpu_fwd_planes(self.0, s1, l1, Some((s2, l2)))
+    }
 }
 
 /// Everything the SN kernel needs besides the input, per channel or per mixing term.
@@ -167,7 +216,7 @@ impl SwitchNormInference {
     pub fn run(&self, x: &[f32], n: usize, c: usize, hw: usize, out: &mut [f32]) {
         // SAFETY: f32 → MaybeUninit<f32> has the same layout, and only f32 values are written.
         let out = unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) };
-        run_planes(self, x, n, c, hw, out)
+        run_planes(self, x, None, n, c, hw, out)
     }
 }
 
@@ -257,7 +306,7 @@ impl CustomOp1 for GroupNormInference {
         Self::NAME
     }
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        cpu_fwd_planes(self, storage, layout)
+        cpu_fwd_planes(self, storage, layout, None)
     }
 }
 
@@ -266,7 +315,7 @@ impl CustomOp1 for ChannelAffine {
         Self::NAME
     }
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        cpu_fwd_planes(self, storage, layout)
+        cpu_fwd_planes(self, storage, layout, None)
     }
 }
 
@@ -342,7 +391,7 @@ impl CustomOp1 for SwitchNormInference {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        cpu_fwd_planes(self, storage, layout)
+        cpu_fwd_planes(self, storage, layout, None)
     }
 
     /// The same computation on CUDA (src/cuda/switch_norm.cu): moments per (n, c) plane, the

@@ -63,6 +63,16 @@ impl Mode {
         }
     }
 
+    /// The normalization of `x`, then `+ shortcut`, then ReLU when `relu`: the end of a v1
+    /// residual block (fused in inference).
+    fn norm_add(&mut self, norm: &dyn Norm2d, x: &Tensor, shortcut: &Tensor, relu: bool) -> Result<Tensor> {
+        if !self.train {
+            return norm.forward_add(x, shortcut, relu, self.imp);
+        }
+        let y = self.norm(norm, x, false)?;
+        self.residual(&y, shortcut, relu)
+    }
+
     /// The end of a residual block: `out + shortcut`, then ReLU when `relu`.
     fn residual(&self, out: &Tensor, shortcut: &Tensor, relu: bool) -> Result<Tensor> {
         snzoo_kernels::residual_add(out, shortcut, relu, self.imp())
@@ -145,10 +155,11 @@ impl Block {
             Version::V1 => {
                 let last = self.convs.len() - 1;
                 let mut out = x.clone();
-                for (i, (conv, norm)) in self.convs.iter().zip(&self.norms).enumerate() {
+                for (conv, norm) in self.convs[..last].iter().zip(&self.norms) {
                     let y = mode.conv(conv, &out)?;
-                    out = if i == last && self.norm_after_add { y } else { mode.norm(norm.as_ref(), &y, i != last)? };
+                    out = mode.norm(norm.as_ref(), &y, true)?;
                 }
+                let out = mode.conv(&self.convs[last], &out)?;
                 let residual = match &self.shortcut {
                     Shortcut::Identity => x.clone(),
                     Shortcut::Subsample => subsample(x)?,
@@ -162,7 +173,7 @@ impl Block {
                     let sum = mode.residual(&out, &residual, false)?;
                     return mode.norm(self.norms[last].as_ref(), &sum, true);
                 }
-                mode.residual(&out, &residual, true)
+                mode.norm_add(self.norms[last].as_ref(), &out, &residual, true)
             }
             Version::V2 => {
                 let pre = mode.norm(self.norms[0].as_ref(), x, true)?;

@@ -59,3 +59,35 @@ fn fused_kernel_matches_the_plain_operations() {
     let d = (sn.forward(&x, false).unwrap() - sn.forward_reference(&x).unwrap()).unwrap().abs().unwrap().max_all().unwrap();
     assert!(d.to_scalar::<f32>().unwrap() < 1e-5);
 }
+
+/// The end of a v1 block in one pass (`forward_add`) equals the normalization followed by the
+/// residual addition bit for bit, with and without the ReLU, for SN, BN and GN, in the fused
+/// kernels and in the plain fallback.
+#[test]
+fn fused_residual_addition_equals_the_two_passes() {
+    use snzoo_kernels::Implementation;
+    use snzoo_model::NormSpec;
+    let dev = Device::Cpu;
+    let (n, c, h, w) = (3, 64, 9, 7);
+    let sn = layer(c, true, 7);
+    let mut t = HashMap::new();
+    for (name, v) in [("weight", 1.2f32), ("bias", -0.1), ("running_mean", 0.3), ("running_var", 0.8)] {
+        t.insert(name.to_string(), (Tensor::randn(0f32, 0.2, c, &dev).unwrap() + v as f64).unwrap().abs().unwrap());
+    }
+    let vb = VarBuilder::from_tensors(t, DType::F32, &dev);
+    let bn = NormSpec::Batch.build(c, vb.clone()).unwrap();
+    let gn = NormSpec::Group { groups: 32 }.build(c, vb).unwrap();
+    let norms: [(&str, &dyn snzoo_model::Norm2d); 3] = [("sn", &sn), ("bn", bn.as_ref()), ("gn", gn.as_ref())];
+    let x = Tensor::randn(0f32, 1.0, (n, c, h, w), &dev).unwrap();
+    let r = Tensor::randn(0f32, 1.0, (n, c, h, w), &dev).unwrap();
+    for (name, norm) in norms {
+        for imp in [Implementation::Fast, Implementation::Plain] {
+            for relu in [false, true] {
+                let y = norm.forward(&x, false, imp).unwrap();
+                let want: Vec<f32> = snzoo_kernels::residual_add(&y, &r, relu, imp).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+                let got: Vec<f32> = norm.forward_add(&x, &r, relu, imp).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+                assert!(got.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()), "{name} {imp:?} relu={relu}");
+            }
+        }
+    }
+}

@@ -51,4 +51,7 @@ impl Norm2d for BatchNorm2d {
     fn forward(&self, x: &Tensor, relu: bool, imp: Implementation) -> Result<Tensor> {
         snzoo_kernels::channel_affine(x, &self.op(relu)?, imp)
     }
+    fn forward_add(&self, x: &Tensor, residual: &Tensor, relu: bool, imp: Implementation) -> Result<Tensor> {
+        snzoo_kernels::norm_add(x, residual, &self.op(relu)?, imp)
+    }
 }

@@ -39,6 +39,14 @@ pub trait Norm2d: std::fmt::Debug + Send + Sync {
     /// Inference, then a ReLU when `relu` (fused where the kernel can).
     fn forward(&self, x: &Tensor, relu: bool, imp: Implementation) -> Result<Tensor>;
 
+    /// Inference, then `+ residual`, then a ReLU when `relu`: the end of a v1 residual block
+    /// (one fused pass where the kernel can; the same numbers as [`Norm2d::forward`] without
+    /// ReLU followed by the residual addition).
+    fn forward_add(&self, x: &Tensor, residual: &Tensor, relu: bool, imp: Implementation) -> Result<Tensor> {
+        let y = self.forward(x, false, imp)?;
+        snzoo_kernels::residual_add(&y, residual, relu, imp)
+    }
+
     /// Training mode: the output and, where the layer keeps running statistics, the batch
     /// statistics for their update.
     fn forward_train(&self, _x: &Tensor) -> Result<(Tensor, Option<BatchStats>)> {

@@ -185,6 +185,9 @@ impl Norm2d for SwitchNorm2d {
     fn forward(&self, x: &Tensor, relu: bool, imp: Implementation) -> Result<Tensor> {
         snzoo_kernels::switch_norm(x, &self.inference_op(relu)?, imp)
     }
+    fn forward_add(&self, x: &Tensor, residual: &Tensor, relu: bool, imp: Implementation) -> Result<Tensor> {
+        snzoo_kernels::norm_add(x, residual, &self.inference_op(relu)?, imp)
+    }
     fn forward_train(&self, x: &Tensor) -> Result<(Tensor, Option<BatchStats>)> {
         SwitchNorm2d::forward_train(self, x)
     }
