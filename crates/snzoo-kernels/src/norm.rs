@@ -17,7 +17,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tenso
 use rayon::prelude::*;
 
 /// Below this many elements the kernels do not fan out to the thread pool.
-const PARALLEL_MIN_ELEMENTS: usize = 1 << 21;
+const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
 
 /// Σ f(v) with 16 independent f32 lanes (vectorisable; each lane sums at most a few hundred
 /// terms of one plane), combined in f64.
