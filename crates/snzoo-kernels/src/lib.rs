@@ -71,17 +71,20 @@ impl ConvWeights {
         Self { weight, bias, stride, padding, packed_bf16: Default::default() }
     }
 
-    fn bf16_op(&self) -> Result<conv::Conv2dBf16> {
+    /// The weights' bf16 copy, packed for this CPU's bf16 kernel (made on first use, or here).
+    pub fn pack_bf16(&self) -> Result<conv::PackedWeights> {
+        if let Some(p) = self.packed_bf16.get() {
+            return Ok(p.clone());
+        }
         let (c_out, c_in, k, _) = self.weight.dims4()?;
-        let weights = match self.packed_bf16.get() {
-            Some(p) => p.clone(),
-            None => {
-                let values = self.weight.flatten_all()?.to_vec1::<f32>()?;
-                let packed = conv::PackedWeights::new(&values, c_out, c_in * k * k);
-                self.packed_bf16.get_or_init(|| packed).clone()
-            }
-        };
-        Ok(conv::Conv2dBf16 { stride: self.stride, padding: self.padding, kernel: k, weights })
+        let values = self.weight.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
+        let packed = conv::PackedWeights::new(&values, c_out, c_in * k * k);
+        Ok(self.packed_bf16.get_or_init(|| packed).clone())
+    }
+
+    fn bf16_op(&self) -> Result<conv::Conv2dBf16> {
+        let k = self.weight.dims4()?.2;
+        Ok(conv::Conv2dBf16 { stride: self.stride, padding: self.padding, kernel: k, weights: self.pack_bf16()? })
     }
 }
 

@@ -260,15 +260,27 @@ impl ResNet {
     }
 
     /// CPU inference with every convolution's input and weights rounded to bf16 and the products
-    /// accumulated in f32 (`vdpbf16ps`; [`snzoo_kernels::gemm_bf16`]), the rest (normalization,
+    /// accumulated in f32 (AMX tiles where the CPU has them, else `vdpbf16ps`;
+    /// [`snzoo_kernels::gemm_amx`], [`snzoo_kernels::gemm_bf16`]), the rest (normalization,
     /// residual, pooling, classifier) in f32 — what PyTorch's CPU autocast to bf16 does for
     /// convolutions. Needs a CPU with AVX-512 BF16 (an error otherwise). The weights stay f32;
-    /// each convolution packs its bf16 copy on first use.
+    /// their bf16 copies are packed here, so that the first forward pass is not slower than the
+    /// others.
     pub fn with_bf16_convolutions(mut self) -> Result<Self> {
         if !snzoo_kernels::gemm_bf16::available() {
             candle_core::bail!("bf16 convolutions need a CPU with AVX-512 BF16 (Zen 4 or later, Cooper Lake or later)");
         }
         self.precision = ConvPrecision::Bf16;
+        let mut convs = vec![&self.conv1];
+        for block in self.layers.iter().flatten() {
+            convs.extend(&block.convs);
+            if let Shortcut::ConvNorm(c, _) | Shortcut::Conv(c) = &block.shortcut {
+                convs.push(c);
+            }
+        }
+        for conv in convs {
+            conv.pack_bf16()?;
+        }
         Ok(self)
     }
 
