@@ -1,7 +1,7 @@
 //! A bf16 GEMM on Intel AMX tiles (AMX-TILE + AMX-BF16: Sapphire Rapids and later): the same
 //! product as [`crate::gemm_bf16`] — C[M×N] = A[M×K] · B[K×N] with A and B rounded to bf16 and
 //! the products summed in f32 — by `tdpbf16ps`, which multiplies a 16×32 bf16 tile by a 32×16
-//! one into a 16×16 f32 tile (512 products per instruction, sixteen times a `vdpbf16ps`).
+//! one into a 16×16 f32 tile (8192 products per instruction; a `vdpbf16ps` makes 32).
 //!
 //! Rust has no stable AMX intrinsics, so the tile instructions are inline assembly, and Linux
 //! hands the tile registers to a process only on request (`arch_prctl(ARCH_REQ_XCOMP_PERM)`),
@@ -11,8 +11,10 @@
 //! [`KT`] with zeros, tile after tile, so an A tile is 1 KB in one piece.
 //! B is [`crate::gemm_bf16::pack_b_pairs`]'s layout with K padded to [`KT`]: panels of
 //! [`NB`] = 32 columns, K-pairs × 32 columns × 2, so a B tile is 16 pairs × 16 columns at a
-//! 128-byte stride. Each 32×32 block of C lives in four tiles over the whole depth, is stored once
-//! to a small buffer and copied to C (whose edges need not be whole tiles).
+//! 128-byte stride. Each 32×32 block of C lives in four tiles over the whole depth and is stored
+//! once, straight into C — or, at C's edges (which need not be whole tiles), into a small buffer
+//! whose inside part is copied. Every operand is read from 64-byte-aligned memory: a tile row that
+//! straddles two cache lines loads several times slower.
 
 use std::mem::MaybeUninit;
 use std::sync::OnceLock;
