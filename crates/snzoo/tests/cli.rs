@@ -265,7 +265,7 @@ fn main() {
         ),
         ("unreadable_images_are_named_errors", unreadable_images_are_named_errors, false),
         ("bench_reports_throughput_as_json", bench_reports_throughput_as_json, false),
-        ("classify_in_bf16_stays_close", classify_in_bf16_stays_close, false),
+        ("classify_in_bf16_stays_close", classify_in_bf16_stays_close, true),
         ("device_flag_is_checked", device_flag_is_checked, false),
     ];
     let trials = tests
