@@ -241,6 +241,30 @@ impl PackedWeights {
             Self::Amx(a) => (a.rows(), a.depth()),
         }
     }
+
+    /// Whether this CPU runs the kernel the weights were packed for.
+    fn available(&self) -> bool {
+        match self {
+            Self::Avx512(_) => crate::gemm_bf16::available(),
+            Self::Amx(_) => crate::gemm_amx::available(),
+        }
+    }
+
+    /// K-pairs per panel of a matching packed B.
+    fn pairs(&self) -> usize {
+        match self {
+            Self::Avx512(a) => a.depth().div_ceil(2),
+            Self::Amx(a) => a.pairs(),
+        }
+    }
+
+    /// C = weights · B by the kernel the weights were packed for.
+    fn gemm_into(&self, b: &[u16], n: usize, c: &mut [MaybeUninit<f32>], ldc: usize, threads: usize) {
+        match self {
+            Self::Avx512(a) => crate::gemm_bf16::gemm_into(a, b, n, c, ldc, threads),
+            Self::Amx(a) => crate::gemm_amx::gemm_into(a, b, n, c, ldc, threads),
+        }
+    }
 }
 
 /// The same convolution with bf16 inputs and weights and f32 accumulation
@@ -268,21 +292,14 @@ impl CustomOp1 for Conv2dBf16 {
         if kk != c_in * k * k || c_in == 0 || c_out == 0 || s == 0 {
             candle_core::bail!("conv2d-bf16: input {:?} does not fit {c_out}x{kk} packed weights ({k}x{k})", l1.shape());
         }
-        let available = match self.weights {
-            PackedWeights::Avx512(_) => crate::gemm_bf16::available(),
-            PackedWeights::Amx(_) => crate::gemm_amx::available(),
-        };
-        if !available {
+        if !self.weights.available() {
             candle_core::bail!("conv2d-bf16 needs a CPU with AVX-512 BF16 (or AMX for AMX-packed weights)");
         }
         let x = contiguous_f32("conv2d-bf16", s1, l1)?;
         let geometry = Geometry::new("conv2d-bf16", (h, w), k, s, p)?;
         let hwo = geometry.ho * geometry.wo;
         let threads = crate::parallel::threads();
-        let pairs = match &self.weights {
-            PackedWeights::Avx512(_) => kk.div_ceil(2),
-            PackedWeights::Amx(a) => a.pairs(),
-        };
+        let pairs = self.weights.pairs();
         let fill = |out: &mut [MaybeUninit<f32>]| {
             let mut packed = take_scratch(&PACKED_COLUMNS);
             for (i, xi) in x.chunks(c_in * h * w).enumerate() {
@@ -293,11 +310,7 @@ impl CustomOp1 for Conv2dBf16 {
                 } else {
                     crate::gemm_bf16::pack_b_generated(kk, hwo, pairs, threads, &mut packed, |r, row| geometry.im2col_row(xi, r, row));
                 }
-                let dst = &mut out[i * c_out * hwo..(i + 1) * c_out * hwo];
-                match &self.weights {
-                    PackedWeights::Avx512(a) => crate::gemm_bf16::gemm_into(a, &packed, hwo, dst, hwo, threads),
-                    PackedWeights::Amx(a) => crate::gemm_amx::gemm_into(a, &packed, hwo, dst, hwo, threads),
-                }
+                self.weights.gemm_into(&packed, hwo, &mut out[i * c_out * hwo..(i + 1) * c_out * hwo], hwo, threads);
             }
             return_scratch(&PACKED_COLUMNS, packed);
         };

@@ -91,10 +91,9 @@ pub struct MaxPool3x3S2 {
 }
 
 impl MaxPool3x3S2 {
-    /// Writes every element of `out` (one output plane).
-    /// One plane, separably: each output row's window rows are reduced to one row (whole rows at
-    /// a time, which vectorises), then each output takes the maximum of its columns of it. NaN
-    /// propagates, as in PyTorch.
+    /// Writes every element of `out` (one output plane), separably: each output row's window rows
+    /// are reduced to one row (whole rows at a time, which vectorises), then each output takes
+    /// the maximum of its columns of it. NaN propagates, as in PyTorch.
     fn plane(&self, x: &[f32], h: usize, w: usize, out: &mut [MaybeUninit<f32>]) {
         let ((_, py), (wo, px)) = (self.padding.geometry(h), self.padding.geometry(w));
         let take = |m: f32, v: f32| if v > m || v.is_nan() { v } else { m };

@@ -146,7 +146,8 @@ pub fn pack_b(b: &[f32], k: usize, n: usize, ldb: usize, out: &mut AlignedBf16) 
 /// whole tiles: [`crate::gemm_amx::PackedA::pairs`]). With `threads` > 1 the pairs are split
 /// over the rayon pool.
 pub fn pack_b_pairs(b: &[f32], k: usize, n: usize, ldb: usize, pairs: usize, threads: usize, out: &mut AlignedBf16) {
-    pack_b_rows(k, n, pairs, threads, out, |row, dst| dst.copy_from_slice(&b[row * ldb..row * ldb + n]), Some((b, ldb)))
+    assert!(k == 0 || b.len() >= (k - 1) * ldb + n, "pack_b: B is too short");
+    pack_b_rows::<fn(usize, &mut [f32])>(k, n, pairs, threads, out, Rows::Stored { b, ldb })
 }
 
 /// Packs the K×N matrix whose row `r` `fill_row(r, dst)` writes into `dst` (N values) — an
@@ -161,39 +162,43 @@ pub fn pack_b_generated(
     out: &mut AlignedBf16,
     fill_row: impl Fn(usize, &mut [f32]) + Sync,
 ) {
-    pack_b_rows(k, n, pairs, threads, out, fill_row, None)
+    pack_b_rows(k, n, pairs, threads, out, Rows::Generated(fill_row))
 }
 
-/// The packing: rows from `direct` (B and its row stride, read in place) or made by `fill_row`.
-fn pack_b_rows(
+/// Where [`pack_b_rows`] gets B's rows.
+enum Rows<'a, F> {
+    /// Read in place: B and its row stride (checked to hold K rows of N).
+    Stored { b: &'a [f32], ldb: usize },
+    /// Made two at a time by `F(row, dst)`.
+    Generated(F),
+}
+
+/// The packing of [`pack_b_pairs`] and [`pack_b_generated`].
+fn pack_b_rows<F: Fn(usize, &mut [f32]) + Sync>(
     k: usize,
     n: usize,
     pairs: usize,
     threads: usize,
     out: &mut AlignedBf16,
-    fill_row: impl Fn(usize, &mut [f32]) + Sync,
-    direct: Option<(&[f32], usize)>,
+    rows: Rows<'_, F>,
 ) {
     assert!(available(), "pack_b needs AVX-512 BF16");
-    if let Some((b, ldb)) = direct {
-        assert!(k == 0 || b.len() >= (k - 1) * ldb + n, "pack_b: B is too short");
-    }
     assert!(pairs >= k.div_ceil(2), "pack_b: {pairs} pairs cannot hold a depth of {k}");
     let len = n.div_ceil(NR) * pairs * NR * 2;
     // Every element is written below (the padding as zeros): no zero-fill of the whole buffer.
     out.set_len(len);
     let out_addr = out.as_mut_ptr() as usize;
     let pack = |range: std::ops::Range<usize>| {
-        let mut rows = Vec::new();
+        let mut made = Vec::new();
         for pair in range {
             let k0 = 2 * pair;
-            let (r0, r1): (*const f32, Option<*const f32>) = match direct {
+            let (r0, r1): (*const f32, Option<*const f32>) = match &rows {
                 _ if k0 >= k => (std::ptr::null(), None),
-                // SAFETY: rows k0 (and k0 + 1 < k) lie in B, checked above.
-                Some((b, ldb)) => unsafe { (b.as_ptr().add(k0 * ldb), (k0 + 1 < k).then(|| b.as_ptr().add((k0 + 1) * ldb))) },
-                None => {
-                    rows.resize(2 * n, 0.0);
-                    let (first, second) = rows.split_at_mut(n);
+                // SAFETY: rows k0 (and k0 + 1 < k) lie in B, checked by `pack_b_pairs`.
+                Rows::Stored { b, ldb } => unsafe { (b.as_ptr().add(k0 * ldb), (k0 + 1 < k).then(|| b.as_ptr().add((k0 + 1) * ldb))) },
+                Rows::Generated(fill_row) => {
+                    made.resize(2 * n, 0.0);
+                    let (first, second) = made.split_at_mut(n);
                     fill_row(k0, first);
                     if k0 + 1 < k {
                         fill_row(k0 + 1, second);

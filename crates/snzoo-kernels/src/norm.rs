@@ -132,16 +132,9 @@ fn cpu_fwd_planes<K: PlaneAffine>(
 ) -> Result<(CpuStorage, Shape)> {
     let (n, c, h, w) = layout.shape().dims4()?;
     k.check(n, c, h, w)?;
-    fn f32_slice<'a>(name: &str, storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
-        match (storage, layout.contiguous_offsets()) {
-            (CpuStorage::F32(v), Some((start, end))) => Ok(&v[start..end]),
-            (CpuStorage::F32(_), None) => candle_core::bail!("{name} needs a contiguous input"),
-            _ => candle_core::bail!("{name} is implemented for f32"),
-        }
-    }
-    let x = f32_slice(K::NAME, storage, layout)?;
+    let x = crate::parallel::contiguous_f32(K::NAME, storage, layout)?;
     let residual = match residual {
-        Some((s, l)) if l.shape() == layout.shape() => Some(f32_slice(K::NAME, s, l)?),
+        Some((s, l)) if l.shape() == layout.shape() => Some(crate::parallel::contiguous_f32(K::NAME, s, l)?),
         Some((_, l)) => candle_core::bail!("{}: residual {:?} and input {:?} differ", K::NAME, l.shape(), layout.shape()),
         None => None,
     };
