@@ -308,7 +308,8 @@ impl CustomOp1 for Conv2dBf16 {
                 if geometry.is_direct() {
                     crate::gemm_bf16::pack_b_pairs(xi, kk, hwo, hwo, pairs, threads, &mut packed);
                 } else {
-                    crate::gemm_bf16::pack_b_generated(kk, hwo, pairs, threads, &mut packed, |r, row| geometry.im2col_row(xi, r, row));
+                    let shape = crate::im2col_bf16::Im2colShape { channels: c_in, height: h, width: w, kernel: k, stride: s, padding: p };
+                    crate::im2col_bf16::pack_b_im2col(xi, shape, pairs, threads, &mut packed);
                 }
                 self.weights.gemm_into(&packed, hwo, &mut out[i * c_out * hwo..(i + 1) * c_out * hwo], hwo, threads);
             }

@@ -14,6 +14,7 @@ pub mod conv;
 pub mod elementwise;
 pub mod gemm_amx;
 pub mod gemm_bf16;
+pub mod im2col_bf16;
 pub mod norm;
 pub mod parallel;
 

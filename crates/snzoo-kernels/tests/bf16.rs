@@ -11,7 +11,8 @@ mod common;
 use common::CASES;
 use snzoo_kernels::conv::{Conv2dBf16, PackedWeights};
 use snzoo_kernels::gemm_amx;
-use snzoo_kernels::gemm_bf16::{available, from_bf16, gemm, pack_b, pack_b_pairs, to_bf16, PackedA};
+use snzoo_kernels::gemm_bf16::{available, from_bf16, gemm, pack_b, pack_b_pairs, to_bf16, AlignedBf16, PackedA};
+use snzoo_kernels::im2col_bf16::{pack_b_im2col, Im2colShape};
 
 fn main() {
     let args = Arguments::from_args();
@@ -22,6 +23,7 @@ fn main() {
         Trial::test("rounding_is_the_hand_written_one_on_every_sampled_pattern", rounding_is_the_hand_written_one),
         needs_bf16("gemm_matches_a_reference_product", || gemm_matches_a_reference_product(Kernel::Avx512)),
         needs_bf16("bf16_convolution_is_the_f32_convolution_of_rounded_operands", || bf16_convolution(Kernel::Avx512)),
+        needs_bf16("im2col_packing_is_the_packing_of_the_f32_im2col_matrix", im2col_packing_is_bit_identical),
         needs_amx("amx_gemm_matches_a_reference_product", || gemm_matches_a_reference_product(Kernel::Amx)),
         needs_amx("amx_convolution_is_the_f32_convolution_of_rounded_operands", || bf16_convolution(Kernel::Amx)),
         needs_amx("amx_and_avx512_convolutions_agree", amx_and_avx512_agree),
@@ -176,6 +178,72 @@ fn amx_and_avx512_agree() -> Result<(), Failed> {
         let diff = (&a - &b)?.abs()?.max_all()?.to_scalar::<f32>()?;
         let scale = b.abs()?.max_all()?.to_scalar::<f32>()?;
         check(diff / scale <= 1e-5, || format!("{:?}: {}", (n, ci, co, h, w, k, s, p), diff / scale))?;
+    }
+    Ok(())
+}
+
+/// `pack_b_im2col` (bf16 copy of the image, loads and gathers) writes, bit for bit, what
+/// `pack_b_pairs` makes of the f32 im2col matrix built here by its definition — for the ResNet
+/// shapes and for odd channel counts, rectangles, strides, paddings and column counts that are
+/// not whole panels, serial and on two threads, with whole AMX tiles of pairs and without.
+fn im2col_packing_is_bit_identical() -> Result<(), Failed> {
+    let shapes = [
+        // (C, H, W, k, s, p)
+        (3, 23, 19, 7, 2, 3),
+        (4, 9, 9, 3, 1, 1),
+        (5, 17, 33, 3, 1, 1),
+        (6, 16, 16, 3, 2, 1),
+        (8, 15, 11, 1, 2, 0),
+        (7, 7, 7, 3, 1, 1),
+        (2, 3, 3, 3, 1, 0),
+        (3, 2, 5, 3, 1, 2),
+        (64, 56, 56, 3, 1, 1),
+        (64, 28, 28, 3, 2, 1),
+        (32, 14, 14, 3, 1, 1),
+    ];
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    for (c, h, w, k, s, p) in shapes {
+        let shape = Im2colShape { channels: c, height: h, width: w, kernel: k, stride: s, padding: p };
+        let (ho, wo) = shape.output().ok_or("shape does not fit")?;
+        let (kk, n) = (c * k * k, ho * wo);
+        let x: Vec<f32> = (0..c * h * w)
+            .map(|_| {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                // Values across many binades, ties and negatives included.
+                f32::from_bits((rng as u32 & 0x807f_ffff) | ((100 + (rng >> 40) % 56) as u32) << 23)
+            })
+            .collect();
+        let mut col = vec![0f32; kk * n];
+        for r in 0..kk {
+            let (ch, ky, kx) = (r / (k * k), (r / k) % k, r % k);
+            for oy in 0..ho {
+                for ox in 0..wo {
+                    let (iy, ix) = ((oy * s + ky) as isize - p as isize, (ox * s + kx) as isize - p as isize);
+                    if iy >= 0 && ix >= 0 && (iy as usize) < h && (ix as usize) < w {
+                        col[r * n + oy * wo + ox] = x[(ch * h + iy as usize) * w + ix as usize];
+                    }
+                }
+            }
+        }
+        for pairs in [kk.div_ceil(2), kk.div_ceil(32) * 16] {
+            let mut want = AlignedBf16::new();
+            pack_b_pairs(&col, kk, n, n, pairs, 1, &mut want);
+            for threads in [1, 2] {
+                let mut got = AlignedBf16::new();
+                pack_b_im2col(&x, shape, pairs, threads, &mut got);
+                let first = want.iter().zip(got.iter()).position(|(a, b)| a != b);
+                check(want.len() == got.len() && first.is_none(), || {
+                    format!(
+                        "{:?}, {pairs} pairs, {threads} threads: lengths {} / {}, first difference at {first:?}",
+                        (c, h, w, k, s, p),
+                        want.len(),
+                        got.len()
+                    )
+                })?;
+            }
+        }
     }
     Ok(())
 }

@@ -1,0 +1,221 @@
+//! im2col straight into the packed bf16 B of [`crate::gemm_bf16`] and [`crate::gemm_amx`].
+//!
+//! A k×k convolution's right-hand side is the im2col matrix: row r = (channel, ky, kx) holds,
+//! for every output position, the input value under that kernel tap. Made as f32 rows and then
+//! rounded and packed, it is written and read nine times over for a 3×3 kernel. Here the image is
+//! rounded to bf16 once, into a copy with a zero border of the padding's width (so that no tap
+//! needs a bounds check), and each packed 16-column piece of a K-pair is then read from that copy
+//! by address: an output position's value under tap (ky, kx) of channel c sits at
+//! `c·Hp·Wp + (oy·s + ky)·Wp + ox·s + kx`. Sixteen consecutive output positions of one output row
+//! at stride 1 are sixteen consecutive bf16 (two 32-byte loads for the pair, interleaved); any
+//! other piece is two 16-lane gathers of the positions' offsets, precomputed once per call.
+//!
+//! The packed buffer is bit for bit [`crate::gemm_bf16::pack_b_pairs`] of the f32 im2col matrix
+//! (the same rounding instruction), which the tests check.
+
+use crate::gemm_bf16::{AlignedBf16, NR};
+
+/// A k×k, stride-s, padding-p convolution of a C×H×W image.
+#[derive(Debug, Clone, Copy)]
+pub struct Im2colShape {
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub kernel: usize,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl Im2colShape {
+    /// (H_out, W_out), or None when the kernel does not fit or a size is zero.
+    pub fn output(&self) -> Option<(usize, usize)> {
+        let Im2colShape { channels, height: h, width: w, kernel: k, stride: s, padding: p } = *self;
+        if channels == 0 || k == 0 || s == 0 || h + 2 * p < k || w + 2 * p < k {
+            return None;
+        }
+        Some(((h + 2 * p - k) / s + 1, (w + 2 * p - k) / s + 1))
+    }
+
+    /// Rows of the im2col matrix (the GEMM's depth K).
+    pub fn depth(&self) -> usize {
+        self.channels * self.kernel * self.kernel
+    }
+
+    /// Offset of row r's tap (channel, ky, kx) in the padded copy, at output position (0, 0).
+    fn row_offset(&self, r: usize) -> usize {
+        let k = self.kernel;
+        let (hp, wp) = (self.height + 2 * self.padding, self.width + 2 * self.padding);
+        (r / (k * k)) * hp * wp + ((r / k) % k) * wp + r % k
+    }
+}
+
+thread_local! {
+    /// The padded bf16 copy of the image, kept between calls.
+    static PADDED: std::cell::RefCell<AlignedBf16> = const { std::cell::RefCell::new(AlignedBf16::new()) };
+}
+
+/// Packs image `x` (C×H×W f32, contiguous)'s im2col matrix into `out` in
+/// [`crate::gemm_bf16::pack_b_pairs`]'s layout with `pairs` ≥ ⌈K/2⌉ K-pairs per panel (those past
+/// K zero). With `threads` > 1 the work is split over the rayon pool. Panics if the CPU lacks
+/// AVX-512 BF16 (check [`crate::gemm_bf16::available`]) or the sizes do not fit.
+pub fn pack_b_im2col(x: &[f32], shape: Im2colShape, pairs: usize, threads: usize, out: &mut AlignedBf16) {
+    assert!(crate::gemm_bf16::available(), "pack_b_im2col needs AVX-512 BF16");
+    let (ho, wo) = shape.output().expect("pack_b_im2col: the kernel does not fit the image");
+    let Im2colShape { channels: c, height: h, width: w, stride: s, padding: p, .. } = shape;
+    assert_eq!(x.len(), c * h * w, "pack_b_im2col: the image is not {c}x{h}x{w}");
+    let kk = shape.depth();
+    assert!(pairs >= kk.div_ceil(2), "pack_b_im2col: {pairs} pairs cannot hold a depth of {kk}");
+    let (hp, wp) = (h + 2 * p, w + 2 * p);
+    // The padded copy's elements are addressed with i32 offsets by the gathers.
+    assert!(c * hp * wp + 2 <= i32::MAX as usize, "pack_b_im2col: image too large");
+    let n = ho * wo;
+
+    // The padded copy, 2 spare zeros at the end: a gather reads 4 bytes for each bf16.
+    let mut padded = PADDED.with_borrow_mut(std::mem::take);
+    padded.set_len(c * hp * wp + 2);
+    padded[c * hp * wp..].fill(0);
+    let padded_addr = padded.as_mut_ptr() as usize;
+    let round = |channels: std::ops::Range<usize>| {
+        for ch in channels {
+            // SAFETY: channel `ch` of `x` and of the padded copy are in bounds (sizes checked
+            // above) and each channel is written by one caller; the CPU has AVX-512 BF16.
+            #[cfg(target_arch = "x86_64")]
+            unsafe {
+                round_padded(&x[ch * h * w..(ch + 1) * h * w], h, w, p, (padded_addr as *mut u16).add(ch * hp * wp))
+            };
+        }
+    };
+    split(threads, c, round);
+
+    // Each output position's offset in a padded channel, and whether each group of 16 is one
+    // contiguous run (read by loads instead of gathers).
+    let groups = n.div_ceil(16);
+    let mut offsets = vec![0i32; groups * 16];
+    for (i, o) in offsets.iter_mut().enumerate().take(n) {
+        *o = ((i / wo) * s * wp + (i % wo) * s) as i32;
+    }
+    let contiguous: Vec<bool> =
+        (0..groups).map(|g| g * 16 + 16 <= n && (1..16).all(|j| offsets[g * 16 + j] == offsets[g * 16] + j as i32)).collect();
+
+    // Each row's tap offset, made once (not two divisions per pair and panel).
+    let row_offsets: Vec<usize> = (0..kk).map(|r| shape.row_offset(r)).collect();
+    let npanels = n.div_ceil(NR);
+    out.set_len(npanels * pairs * NR * 2);
+    let out_addr = out.as_mut_ptr() as usize;
+    let src = padded.as_ptr() as usize;
+    let pack = |panels: std::ops::Range<usize>| {
+        for panel in panels {
+            for pair in 0..pairs {
+                let k0 = 2 * pair;
+                let rows = (k0 < kk).then(|| (row_offsets[k0], row_offsets.get(k0 + 1).copied()));
+                // SAFETY: the panel's pairs are written by this caller only and lie in `out`;
+                // every offset read is inside the padded copy (offsets of valid positions plus
+                // a tap's offset stay inside its channel; 2 spare elements cover the gathers'
+                // 4-byte reads); the CPU has AVX-512 BF16.
+                #[cfg(target_arch = "x86_64")]
+                unsafe {
+                    let dst = (out_addr as *mut u16).add((panel * pairs + pair) * NR * 2);
+                    for half in 0..NR / 16 {
+                        let col = panel * NR + half * 16;
+                        pack_piece(src as *const u16, rows, &offsets, &contiguous, col, n, dst.add(half * 32));
+                    }
+                }
+            }
+        }
+    };
+    split(threads, npanels, pack);
+    PADDED.with_borrow_mut(|slot| {
+        if padded.capacity() > slot.capacity() {
+            *slot = padded;
+        }
+    });
+}
+
+/// Calls `f` on `parts` ranges covering 0..len, on the rayon pool when `threads` > 1.
+fn split(threads: usize, len: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
+    let parts = threads.clamp(1, len.max(1));
+    if parts == 1 {
+        f(0..len);
+        return;
+    }
+    rayon::scope(|s| {
+        for part in 0..parts {
+            let f = &f;
+            s.spawn(move |_| f(len * part / parts..len * (part + 1) / parts));
+        }
+    });
+}
+
+/// Rounds one H×W channel to bf16 into `dst`, an (H+2p)×(W+2p) plane with a zero border.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,avx512vl")]
+unsafe fn round_padded(x: &[f32], h: usize, w: usize, p: usize, dst: *mut u16) {
+    use std::arch::x86_64::*;
+    let wp = w + 2 * p;
+    std::ptr::write_bytes(dst, 0, p * wp);
+    for y in 0..h {
+        let row = dst.add((p + y) * wp);
+        std::ptr::write_bytes(row, 0, p);
+        let src = x.as_ptr().add(y * w);
+        let mut col = 0;
+        while col < w {
+            let valid = (w - col).min(16);
+            let mask: __mmask16 = if valid == 16 { 0xffff } else { (1u16 << valid) - 1 };
+            let v = _mm512_maskz_loadu_ps(mask, src.add(col));
+            let b: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
+            _mm256_mask_storeu_epi16(row.add(p + col).cast(), mask, b);
+            col += 16;
+        }
+        std::ptr::write_bytes(row.add(p + w), 0, p);
+    }
+    std::ptr::write_bytes(dst.add((p + h) * wp), 0, p * wp);
+}
+
+/// Writes the 16 columns `col`.. of one K-pair (64 bytes at `dst`): for each output position,
+/// the bf16 at `rows.0 + offset` then the one at `rows.1 + offset` (zero past the depth, and
+/// both zero for positions past `n` or when `rows` is None).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,avx512vl")]
+unsafe fn pack_piece(
+    src: *const u16,
+    rows: Option<(usize, Option<usize>)>,
+    offsets: &[i32],
+    contiguous: &[bool],
+    col: usize,
+    n: usize,
+    dst: *mut u16,
+) {
+    use std::arch::x86_64::*;
+    let Some((r0, r1)) = rows.filter(|_| col < n) else {
+        _mm512_storeu_si512(dst.cast(), _mm512_setzero_si512());
+        return;
+    };
+    let valid = (n - col).min(16);
+    let mask: __mmask16 = if valid == 16 { 0xffff } else { (1u16 << valid) - 1 };
+    let packed = if contiguous[col / 16] {
+        // One run: 16 bf16 of each row, interleaved in pairs.
+        let at = offsets[col] as usize;
+        let lo = _mm256_loadu_si256(src.add(r0 + at).cast());
+        let hi = match r1 {
+            Some(r1) => _mm256_loadu_si256(src.add(r1 + at).cast()),
+            None => _mm256_setzero_si256(),
+        };
+        let idx: [i16; 32] = std::array::from_fn(|i| ((i % 2) * 16 + i / 2) as i16);
+        let both = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
+        _mm512_permutexvar_epi16(_mm512_loadu_si512(idx.as_ptr().cast()), both)
+    } else {
+        // Gathers of 4 bytes at each position (the bf16 wanted in the low half).
+        let vidx = _mm512_loadu_si512(offsets.as_ptr().add(col).cast());
+        let zero = _mm512_setzero_si512();
+        let g0 = _mm512_mask_i32gather_epi32::<2>(zero, mask, vidx, src.add(r0).cast());
+        let low = _mm512_and_si512(g0, _mm512_set1_epi32(0xffff));
+        match r1 {
+            Some(r1) => {
+                let g1 = _mm512_mask_i32gather_epi32::<2>(zero, mask, vidx, src.add(r1).cast());
+                _mm512_or_si512(low, _mm512_slli_epi32::<16>(g1))
+            }
+            None => low,
+        }
+    };
+    _mm512_storeu_si512(dst.cast(), packed);
+}
