@@ -178,10 +178,21 @@ unsafe fn gemm_blocks(
     let steps = kpad / KT;
     let mut block = Block([0.0; MB * NB]);
     asm!("ldtilecfg [{}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly));
-    for np in cols {
+    // The operand reused across the inner loop stays in cache while the other streams past it:
+    // with more A blocks than B panels (the deep layers: many channels, few positions) each A
+    // block is read once and B's panels stream from L2, else each B panel is read once. The
+    // other way round, the deep layers' weights (up to 4.7 MB in bf16) would come from memory
+    // once per panel.
+    let a_outer = rows.len() > cols.len();
+    let order: Vec<(usize, usize)> = if a_outer {
+        rows.flat_map(|mb| cols.clone().map(move |np| (np, mb))).collect()
+    } else {
+        cols.flat_map(|np| rows.clone().map(move |mb| (np, mb))).collect()
+    };
+    for (np, mb) in order {
         let bp = b.as_ptr().add(np * kp * NB * 2);
         let ncols = (n - np * NB).min(NB);
-        for mb in rows.clone() {
+        {
             let a0 = a.data.as_ptr().add(mb * MB * kpad);
             let a1 = a0.add(16 * KT);
             let nrows = (m - mb * MB).min(MB);
