@@ -147,41 +147,6 @@ pub fn pack_b(b: &[f32], k: usize, n: usize, ldb: usize, out: &mut AlignedBf16) 
 /// over the rayon pool.
 pub fn pack_b_pairs(b: &[f32], k: usize, n: usize, ldb: usize, pairs: usize, threads: usize, out: &mut AlignedBf16) {
     assert!(k == 0 || b.len() >= (k - 1) * ldb + n, "pack_b: B is too short");
-    pack_b_rows::<fn(usize, &mut [f32])>(k, n, pairs, threads, out, Rows::Stored { b, ldb })
-}
-
-/// Packs the K×N matrix whose row `r` `fill_row(r, dst)` writes into `dst` (N values) — an
-/// im2col matrix, say, that never exists whole: each pair of rows is made in a small buffer
-/// and packed while it is in L1. Layout and padding as [`pack_b_pairs`]; `threads` > 1 splits
-/// the pairs over the rayon pool.
-pub fn pack_b_generated(
-    k: usize,
-    n: usize,
-    pairs: usize,
-    threads: usize,
-    out: &mut AlignedBf16,
-    fill_row: impl Fn(usize, &mut [f32]) + Sync,
-) {
-    pack_b_rows(k, n, pairs, threads, out, Rows::Generated(fill_row))
-}
-
-/// Where [`pack_b_rows`] gets B's rows.
-enum Rows<'a, F> {
-    /// Read in place: B and its row stride (checked to hold K rows of N).
-    Stored { b: &'a [f32], ldb: usize },
-    /// Made two at a time by `F(row, dst)`.
-    Generated(F),
-}
-
-/// The packing of [`pack_b_pairs`] and [`pack_b_generated`].
-fn pack_b_rows<F: Fn(usize, &mut [f32]) + Sync>(
-    k: usize,
-    n: usize,
-    pairs: usize,
-    threads: usize,
-    out: &mut AlignedBf16,
-    rows: Rows<'_, F>,
-) {
     assert!(available(), "pack_b needs AVX-512 BF16");
     assert!(pairs >= k.div_ceil(2), "pack_b: {pairs} pairs cannot hold a depth of {k}");
     let len = n.div_ceil(NR) * pairs * NR * 2;
@@ -189,22 +154,13 @@ fn pack_b_rows<F: Fn(usize, &mut [f32]) + Sync>(
     out.set_len(len);
     let out_addr = out.as_mut_ptr() as usize;
     let pack = |range: std::ops::Range<usize>| {
-        let mut made = Vec::new();
         for pair in range {
             let k0 = 2 * pair;
-            let (r0, r1): (*const f32, Option<*const f32>) = match &rows {
-                _ if k0 >= k => (std::ptr::null(), None),
-                // SAFETY: rows k0 (and k0 + 1 < k) lie in B, checked by `pack_b_pairs`.
-                Rows::Stored { b, ldb } => unsafe { (b.as_ptr().add(k0 * ldb), (k0 + 1 < k).then(|| b.as_ptr().add((k0 + 1) * ldb))) },
-                Rows::Generated(fill_row) => {
-                    made.resize(2 * n, 0.0);
-                    let (first, second) = made.split_at_mut(n);
-                    fill_row(k0, first);
-                    if k0 + 1 < k {
-                        fill_row(k0 + 1, second);
-                    }
-                    (first.as_ptr(), (k0 + 1 < k).then_some(second.as_ptr()))
-                }
+            // SAFETY: rows k0 (and k0 + 1 < k) lie in B, checked above.
+            let (r0, r1): (*const f32, Option<*const f32>) = if k0 >= k {
+                (std::ptr::null(), None)
+            } else {
+                unsafe { (b.as_ptr().add(k0 * ldb), (k0 + 1 < k).then(|| b.as_ptr().add((k0 + 1) * ldb))) }
             };
             // SAFETY: the CPU features were checked above; `out` holds `pairs` pairs of every
             // panel and each pair is written by one caller; r0/r1 hold N values each.
@@ -214,17 +170,7 @@ fn pack_b_rows<F: Fn(usize, &mut [f32]) + Sync>(
             };
         }
     };
-    let parts = threads.clamp(1, pairs.max(1));
-    if parts == 1 {
-        pack(0..pairs);
-    } else {
-        rayon::scope(|s| {
-            for part in 0..parts {
-                let pack = &pack;
-                s.spawn(move |_| pack(pairs * part / parts..pairs * (part + 1) / parts));
-            }
-        });
-    }
+    crate::parallel::split_range(threads, pairs, pack);
 }
 
 /// Writes K-pair `pair` of every panel: rows `r0` and `r1` (N values each; `r1` None past the

@@ -85,7 +85,7 @@ pub fn pack_b_im2col(x: &[f32], shape: Im2colShape, pairs: usize, threads: usize
             };
         }
     };
-    split(threads, c, round);
+    crate::parallel::split_range(threads, c, round);
 
     // Each output position's offset in a padded channel, and whether each group of 16 is one
     // contiguous run (read by loads instead of gathers).
@@ -123,25 +123,10 @@ pub fn pack_b_im2col(x: &[f32], shape: Im2colShape, pairs: usize, threads: usize
             }
         }
     };
-    split(threads, npanels, pack);
+    crate::parallel::split_range(threads, npanels, pack);
     PADDED.with_borrow_mut(|slot| {
         if padded.capacity() > slot.capacity() {
             *slot = padded;
-        }
-    });
-}
-
-/// Calls `f` on `parts` ranges covering 0..len, on the rayon pool when `threads` > 1.
-fn split(threads: usize, len: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
-    let parts = threads.clamp(1, len.max(1));
-    if parts == 1 {
-        f(0..len);
-        return;
-    }
-    rayon::scope(|s| {
-        for part in 0..parts {
-            let f = &f;
-            s.spawn(move |_| f(len * part / parts..len * (part + 1) / parts));
         }
     });
 }

@@ -65,3 +65,19 @@ pub(crate) unsafe fn output_buffer(len: usize, fill: impl FnOnce(&mut [MaybeUnin
     unsafe { v.set_len(len) };
     v
 }
+
+/// Calls `f` on up to `threads` consecutive ranges covering 0..len, on the rayon pool when there
+/// is more than one.
+pub(crate) fn split_range(threads: usize, len: usize, f: impl Fn(std::ops::Range<usize>) + Sync) {
+    let parts = threads.clamp(1, len.max(1));
+    if parts == 1 {
+        f(0..len);
+        return;
+    }
+    rayon::scope(|s| {
+        for part in 0..parts {
+            let f = &f;
+            s.spawn(move |_| f(len * part / parts..len * (part + 1) / parts));
+        }
+    });
+}
