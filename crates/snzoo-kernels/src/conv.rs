@@ -1,14 +1,13 @@
 //! An inference convolution for the CPU: im2col straight from NCHW into a [C_in·k·k, H_out·W_out]
 //! matrix, then one GEMM per image with the weights in their stored [C_out, C_in·k·k] layout — no
 //! NHWC transposition and no weight repacking per call, unlike candle's generic CPU path. 1×1
-//! stride-1 convolutions multiply the input directly. Both steps spread over the rayon pool unless
+//! stride-1 convolutions multiply the input directly. Both steps spread over the kernels' threads unless
 //! the calling thread runs [`serially`](crate::parallel::serially).
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape};
-use rayon::prelude::*;
 
 use crate::parallel::contiguous_f32;
 
@@ -113,13 +112,13 @@ impl Geometry {
     /// Fills `col` ([C_in·k·k, H_out·W_out]) from one image `xi` ([C_in, H, W]), its rows spread
     /// over the pool when `parallel`.
     fn im2col(&self, xi: &[f32], col: &mut [f32], parallel: bool) {
-        let fill_row = |(r, row): (usize, &mut [f32])| self.im2col_row(xi, r, row);
         let hw = self.ho * self.wo;
-        if parallel {
-            col.par_chunks_mut(hw).enumerate().for_each(fill_row);
-        } else {
-            col.chunks_mut(hw).enumerate().for_each(fill_row);
-        }
+        let threads = if parallel { crate::parallel::threads() } else { 1 };
+        crate::parallel::chunks_mut(threads, col, hw, |first, rows| {
+            for (i, row) in rows.chunks_mut(hw).enumerate() {
+                self.im2col_row(xi, first + i, row);
+            }
+        });
     }
 
     /// Row `r` (input channel r / k², kernel offset r mod k²) of image `xi`'s im2col matrix:
@@ -156,6 +155,55 @@ impl Geometry {
     }
 }
 
+/// C[M×N] = A[M×K] · B[K×N] (all row-major, C written whole) by the `gemm` crate, split over
+/// `threads` parts of the kernels' pool ([`crate::parallel::run_parts`]): by columns when A is
+/// the smaller operand (each part then packs all of A and its own columns of B), else by rows.
+/// (The crate's own threading runs on rayon, whose sleeping workers the pool's spinning helpers
+/// would compete with.)
+fn gemm_f32(a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize), c: &mut [MaybeUninit<f32>], threads: usize) {
+    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "gemm_f32: operands too short");
+    let by_columns = m <= n;
+    let parts = threads.clamp(1, if by_columns { n.div_ceil(16) } else { m.div_ceil(16) }.max(1));
+    let c_addr = c.as_mut_ptr() as usize;
+    crate::parallel::run_parts(parts, |part| {
+        // Parts are whole multiples of 16 rows or columns but the last.
+        let split = |len: usize| {
+            let units = len.div_ceil(16);
+            ((units * part / parts) * 16).min(len)..((units * (part + 1) / parts) * 16).min(len)
+        };
+        let (rows, cols) = if by_columns { (0..m, split(n)) } else { (split(m), 0..n) };
+        if rows.is_empty() || cols.is_empty() {
+            return;
+        }
+        // SAFETY: the parts' blocks of C are disjoint; A, B and C hold the m×k, k×n and m×n
+        // row-major matrices (checked above) and the block's pointers and strides stay inside
+        // them; with `read_dst` false the GEMM writes every element of its block and reads none.
+        unsafe {
+            gemm::gemm(
+                rows.len(),
+                cols.len(),
+                k,
+                (c_addr as *mut f32).add(rows.start * n + cols.start),
+                1,
+                n as isize,
+                false,
+                a.as_ptr().add(rows.start * k),
+                1,
+                k as isize,
+                b.as_ptr().add(cols.start),
+                1,
+                n as isize,
+                0.0f32,
+                1.0f32,
+                false,
+                false,
+                false,
+                gemm::Parallelism::None,
+            );
+        }
+    });
+}
+
 impl CustomOp2 for Conv2dIm2col {
     fn name(&self) -> &'static str {
         "conv2d-im2col-nchw"
@@ -172,36 +220,10 @@ impl CustomOp2 for Conv2dIm2col {
         let geometry = Geometry::new("conv2d-im2col-nchw", (h, w), kh, self.stride, self.padding)?;
         let (kk, hwo) = (c_in * kh * kw, geometry.ho * geometry.wo);
         let threads = crate::parallel::threads();
-        let par = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
         let fill = |out: &mut [MaybeUninit<f32>]| {
             geometry.for_each_rhs(x, c_in, threads, |i, rhs| {
                 let dst = &mut out[i * c_out * hwo..(i + 1) * c_out * hwo];
-                // SAFETY: the three buffers are live, disjoint, and hold m×k, k×n and m×n
-                // row-major f32 matrices as described by the strides below; with `read_dst`
-                // false the GEMM writes every element of `dst` and reads none.
-                unsafe {
-                    gemm::gemm(
-                        c_out,
-                        hwo,
-                        kk,
-                        dst.as_mut_ptr().cast::<f32>(),
-                        1,
-                        hwo as isize,
-                        false,
-                        k.as_ptr(),
-                        1,
-                        kk as isize,
-                        rhs.as_ptr(),
-                        1,
-                        hwo as isize,
-                        0.0f32,
-                        1.0f32,
-                        false,
-                        false,
-                        false,
-                        par,
-                    );
-                }
+                gemm_f32(k, rhs, (c_out, kk, hwo), dst, threads);
             })
         };
         // SAFETY: the GEMMs write every element of every image's output.

@@ -6,7 +6,6 @@
 use std::mem::MaybeUninit;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape};
-use rayon::prelude::*;
 
 use crate::parallel::contiguous_f32;
 
@@ -35,11 +34,11 @@ impl ResidualAdd {
                 }
             }
         };
-        if out.len() < 2 * CHUNK || crate::parallel::is_serial() {
-            body(((out, a), b));
-        } else {
-            out.par_chunks_mut(CHUNK).zip(a.par_chunks(CHUNK)).zip(b.par_chunks(CHUNK)).for_each(body);
-        }
+        let threads = if out.len() < 2 * CHUNK { 1 } else { crate::parallel::threads() };
+        crate::parallel::chunks_mut(threads, out, CHUNK, |first, o| {
+            let (at, len) = (first * CHUNK, o.len());
+            body(((o, &a[at..at + len]), &b[at..at + len]))
+        });
     }
 }
 
@@ -132,11 +131,12 @@ impl CustomOp1 for MaxPool3x3S2 {
             return Ok((CpuStorage::F32(Vec::new()), Shape::from((n, c, ho, wo))));
         }
         let fill = |out: &mut [MaybeUninit<f32>]| {
-            if x.len() < 2 * CHUNK || crate::parallel::is_serial() {
-                out.chunks_mut(ho * wo).zip(x.chunks(h * w)).for_each(|(o, x)| self.plane(x, h, w, o));
-            } else {
-                out.par_chunks_mut(ho * wo).zip(x.par_chunks(h * w)).for_each(|(o, x)| self.plane(x, h, w, o));
-            }
+            let threads = if x.len() < 2 * CHUNK { 1 } else { crate::parallel::threads() };
+            crate::parallel::chunks_mut(threads, out, ho * wo, |first, run| {
+                for (o, x) in run.chunks_mut(ho * wo).zip(x[first * h * w..].chunks(h * w)) {
+                    self.plane(x, h, w, o);
+                }
+            });
         };
         // SAFETY: one output plane per input plane, each fully written by `plane`.
         let out = unsafe { crate::parallel::output_buffer(n * c * ho * wo, fill) };

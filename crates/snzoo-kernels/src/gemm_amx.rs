@@ -104,7 +104,7 @@ impl PackedA {
 
 /// C = A · B for packed A (M×K) and B packed by [`crate::gemm_bf16::pack_b_pairs`] with
 /// [`PackedA::pairs`] pairs; the first N columns of C's M rows (row stride `ldc`) are written,
-/// none read. With `threads` > 1 the blocks are split over the rayon pool. Panics if the CPU
+/// none read. With `threads` > 1 the blocks are split over the kernels' threads ([`crate::parallel::run_parts`]). Panics if the CPU
 /// lacks AMX (check [`available`]) or a size is off.
 pub fn gemm_into(a: &PackedA, b: &[u16], n: usize, c: &mut [MaybeUninit<f32>], ldc: usize, threads: usize) {
     assert!(available(), "gemm_amx needs AMX-BF16");
@@ -124,12 +124,10 @@ pub fn gemm_into(a: &PackedA, b: &[u16], n: usize, c: &mut [MaybeUninit<f32>], l
         unsafe { gemm_blocks(a, b, n, c_addr as *mut f32, ldc, 0..mblocks, 0..npanels) };
         return;
     }
-    rayon::scope(|s| {
-        for part in 0..parts {
-            let split = |len: usize| len * part / parts..len * (part + 1) / parts;
-            let (rows, cols) = if by_columns { (0..mblocks, split(npanels)) } else { (split(mblocks), 0..npanels) };
-            s.spawn(move |_| unsafe { gemm_blocks(a, b, n, c_addr as *mut f32, ldc, rows, cols) });
-        }
+    crate::parallel::run_parts(parts, |part| {
+        let split = |len: usize| len * part / parts..len * (part + 1) / parts;
+        let (rows, cols) = if by_columns { (0..mblocks, split(npanels)) } else { (split(mblocks), 0..npanels) };
+        unsafe { gemm_blocks(a, b, n, c_addr as *mut f32, ldc, rows, cols) };
     });
 }
 

@@ -144,7 +144,7 @@ pub fn pack_b(b: &[f32], k: usize, n: usize, ldb: usize, out: &mut AlignedBf16) 
 
 /// [`pack_b`] with `pairs` ≥ ⌈K/2⌉ K-pairs per panel, those past K zero (the AMX kernel's
 /// whole tiles: [`crate::gemm_amx::PackedA::pairs`]). With `threads` > 1 the pairs are split
-/// over the rayon pool.
+/// over the kernels' threads ([`crate::parallel::run_parts`]).
 pub fn pack_b_pairs(b: &[f32], k: usize, n: usize, ldb: usize, pairs: usize, threads: usize, out: &mut AlignedBf16) {
     assert!(k == 0 || b.len() >= (k - 1) * ldb + n, "pack_b: B is too short");
     assert!(available(), "pack_b needs AVX-512 BF16");
@@ -205,7 +205,7 @@ unsafe fn pack_pair(r0: *const f32, r1: Option<*const f32>, n: usize, pair: usiz
 
 /// C = A · B for packed A (M×K) and packed B (K×N, from [`pack_b`]); C is row-major with row
 /// stride `ldc`, and every element of its first N columns of M rows is written (none is read
-/// before). With `threads` > 1 the row panels are split over the rayon pool. Panics if the CPU
+/// before). With `threads` > 1 the row panels are split over the kernels' threads ([`crate::parallel::run_parts`]). Panics if the CPU
 /// lacks AVX-512 BF16 or a size is off.
 pub fn gemm(a: &PackedA, b: &[u16], n: usize, c: &mut [f32], ldc: usize, threads: usize) {
     // SAFETY: f32 → MaybeUninit<f32> has the same layout, and only f32 values are written.
@@ -229,12 +229,9 @@ pub fn gemm_into(a: &PackedA, b: &[u16], n: usize, c: &mut [MaybeUninit<f32>], l
         return;
     }
     let c_addr = c.as_mut_ptr() as usize;
-    rayon::scope(|s| {
-        for part in 0..parts {
-            let range = panels * part / parts..panels * (part + 1) / parts;
-            // SAFETY: the parts' row panels are disjoint, so no two tasks write the same rows of C.
-            s.spawn(move |_| unsafe { gemm_panels(a, b, n, c_addr as *mut f32, ldc, range) });
-        }
+    crate::parallel::split_range(parts, panels, |range| {
+        // SAFETY: the parts' row panels are disjoint, so no two tasks write the same rows of C.
+        unsafe { gemm_panels(a, b, n, c_addr as *mut f32, ldc, range) }
     });
 }
 

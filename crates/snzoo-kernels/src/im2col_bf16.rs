@@ -56,7 +56,7 @@ thread_local! {
 
 /// Packs image `x` (C×H×W f32, contiguous)'s im2col matrix into `out` in
 /// [`crate::gemm_bf16::pack_b_pairs`]'s layout with `pairs` ≥ ⌈K/2⌉ K-pairs per panel (those past
-/// K zero). With `threads` > 1 the work is split over the rayon pool. Panics if the CPU lacks
+/// K zero). With `threads` > 1 the work is split over the kernels' threads ([`crate::parallel::run_parts`]). Panics if the CPU lacks
 /// AVX-512 BF16 (check [`crate::gemm_bf16::available`]) or the sizes do not fit.
 pub fn pack_b_im2col(x: &[f32], shape: Im2colShape, pairs: usize, threads: usize, out: &mut AlignedBf16) {
     assert!(crate::gemm_bf16::available(), "pack_b_im2col needs AVX-512 BF16");

@@ -14,7 +14,6 @@
 use std::mem::MaybeUninit;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor, D};
-use rayon::prelude::*;
 
 /// Below this many elements the kernels do not fan out to the thread pool.
 const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
@@ -41,25 +40,25 @@ pub struct Moments {
     pub m2: f64,
 }
 
-/// The minimum rayon task length for planes of `hw` elements: small planes (7×7) would make one
-/// task per channel, so they are grouped; small tensors stay on the calling thread.
-fn min_len(len: usize, hw: usize) -> usize {
-    if len < PARALLEL_MIN_ELEMENTS || crate::parallel::is_serial() {
-        len.max(1)
+/// Threads for a pass over `len` elements: small tensors stay on the calling thread.
+fn threads_for(len: usize) -> usize {
+    if len < PARALLEL_MIN_ELEMENTS {
+        1
     } else {
-        (16 * 1024 / hw).max(1)
+        crate::parallel::threads()
     }
 }
 
 fn plane_moments(x: &[f32], hw: usize) -> Vec<Moments> {
-    x.par_chunks(hw)
-        .with_min_len(min_len(x.len(), hw))
-        .map(|v| {
+    let mut out = vec![Moments { mean: 0.0, m2: 0.0 }; x.len() / hw.max(1)];
+    crate::parallel::chunks_mut(threads_for(x.len()), &mut out, 1, |first, run| {
+        for (m, v) in run.iter_mut().zip(x[first * hw..].chunks(hw)) {
             let mean = lane_sum(v, |a| a) / hw as f64;
-            let m = mean as f32;
-            Moments { mean, m2: lane_sum(v, |a| (a - m) * (a - m)) }
-        })
-        .collect()
+            let c = mean as f32;
+            *m = Moments { mean, m2: lane_sum(v, |a| (a - c) * (a - c)) };
+        }
+    });
+    out
 }
 
 /// Writes `x · scale + shift` (per plane), plus `residual` when given, then `max(·, 0)` when
@@ -67,7 +66,6 @@ fn plane_moments(x: &[f32], hw: usize) -> Vec<Moments> {
 /// (`x · scale + shift` first, then `+ residual`), so the fused end of a residual block equals
 /// the normalization followed by [`crate::residual_add`] bit for bit.
 fn apply_affine(x: &[f32], hw: usize, affine: &[(f32, f32)], residual: Option<&[f32]>, relu: bool, out: &mut [MaybeUninit<f32>]) {
-    let min_len = min_len(x.len(), hw);
     let plane = |o: &mut [MaybeUninit<f32>], v: &[f32], r: Option<&[f32]>, (scale, shift): (f32, f32)| match (r, relu) {
         (None, true) => o.iter_mut().zip(v).for_each(|(o, &a)| {
             o.write((a * scale + shift).max(0.0));
@@ -82,21 +80,13 @@ fn apply_affine(x: &[f32], hw: usize, affine: &[(f32, f32)], residual: Option<&[
             o.write((a * scale + shift) + b);
         }),
     };
-    match residual {
-        None => out
-            .par_chunks_mut(hw)
-            .zip(x.par_chunks(hw))
-            .zip(affine.par_iter())
-            .with_min_len(min_len)
-            .for_each(|((o, v), &a)| plane(o, v, None, a)),
-        Some(r) => out
-            .par_chunks_mut(hw)
-            .zip(x.par_chunks(hw))
-            .zip(r.par_chunks(hw))
-            .zip(affine.par_iter())
-            .with_min_len(min_len)
-            .for_each(|(((o, v), r), &a)| plane(o, v, Some(r), a)),
-    }
+    crate::parallel::chunks_mut(threads_for(x.len()), out, hw, |first, run| {
+        for (i, o) in run.chunks_mut(hw).enumerate() {
+            let p = first + i;
+            let r = residual.map(|r| &r[p * hw..(p + 1) * hw]);
+            plane(o, &x[p * hw..(p + 1) * hw], r, affine[p]);
+        }
+    });
 }
 
 /// A normalization that folds into a scale and a shift per (n, c) plane.
