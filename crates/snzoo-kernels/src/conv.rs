@@ -292,8 +292,8 @@ impl PackedWeights {
 /// The same convolution with bf16 inputs and weights and f32 accumulation
 /// ([`crate::gemm_bf16`] or [`crate::gemm_amx`], as the weights were packed): the weights are
 /// packed once (held here), each image's im2col matrix (or, for 1×1 stride-1, the image itself)
-/// is rounded and packed per call, the im2col rows made two at a time as they are packed (the f32
-/// matrix never exists whole). Output in f32.
+/// is rounded and packed per call, the im2col matrix straight from a bf16 copy of the image
+/// ([`crate::im2col_bf16`]; no f32 im2col matrix). Output in f32.
 #[derive(Debug, Clone)]
 pub struct Conv2dBf16 {
     pub stride: usize,
@@ -326,7 +326,7 @@ impl CustomOp1 for Conv2dBf16 {
             let mut packed = take_scratch(&PACKED_COLUMNS);
             for (i, xi) in x.chunks(c_in * h * w).enumerate() {
                 // The right-hand side, rounded and packed: the image itself for a 1×1 stride-1
-                // convolution, else its im2col matrix, made two rows at a time as it is packed.
+                // convolution, else its im2col matrix (`im2col_bf16`).
                 if geometry.is_direct() {
                     crate::gemm_bf16::pack_b_pairs(xi, kk, hwo, hwo, pairs, threads, &mut packed);
                 } else {
