@@ -12,7 +12,7 @@ use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape};
 use crate::parallel::contiguous_f32;
 
 /// A kernel's reusable buffer.
-trait Scratch: Default {
+pub(crate) trait Scratch: Default {
     fn capacity(&self) -> usize;
 }
 
@@ -30,12 +30,12 @@ impl Scratch for crate::gemm_bf16::AlignedBf16 {
 
 /// A thread's scratch buffer, taken out of its slot (an empty one when it is in use further up
 /// this thread's stack).
-fn take_scratch<T: Scratch>(slot: &'static std::thread::LocalKey<RefCell<T>>) -> T {
+pub(crate) fn take_scratch<T: Scratch>(slot: &'static std::thread::LocalKey<RefCell<T>>) -> T {
     slot.with_borrow_mut(std::mem::take)
 }
 
 /// Puts a scratch buffer back, keeping the larger of it and what the slot holds now.
-fn return_scratch<T: Scratch>(slot: &'static std::thread::LocalKey<RefCell<T>>, buffer: T) {
+pub(crate) fn return_scratch<T: Scratch>(slot: &'static std::thread::LocalKey<RefCell<T>>, buffer: T) {
     slot.with_borrow_mut(|s| {
         if buffer.capacity() > s.capacity() {
             *s = buffer;
@@ -97,7 +97,7 @@ impl Geometry {
             if direct {
                 f(i, xi);
             } else {
-                self.im2col(xi, &mut scratch[..len], threads > 1);
+                self.im2col(xi, &mut scratch[..len], threads);
                 f(i, &scratch[..len]);
             }
         }
@@ -110,10 +110,9 @@ impl Geometry {
     }
 
     /// Fills `col` ([C_in·k·k, H_out·W_out]) from one image `xi` ([C_in, H, W]), its rows spread
-    /// over the pool when `parallel`.
-    fn im2col(&self, xi: &[f32], col: &mut [f32], parallel: bool) {
+    /// over `threads` threads.
+    fn im2col(&self, xi: &[f32], col: &mut [f32], threads: usize) {
         let hw = self.ho * self.wo;
-        let threads = if parallel { crate::parallel::threads() } else { 1 };
         crate::parallel::chunks_mut(threads, col, hw, |first, rows| {
             for (i, row) in rows.chunks_mut(hw).enumerate() {
                 self.im2col_row(xi, first + i, row);

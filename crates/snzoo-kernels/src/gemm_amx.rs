@@ -116,17 +116,13 @@ pub fn gemm_into(a: &PackedA, b: &[u16], n: usize, c: &mut [MaybeUninit<f32>], l
     }
     let (mblocks, npanels) = (m.div_ceil(MB), n.div_ceil(NB));
     let c_addr = c.as_mut_ptr() as usize;
-    // SAFETY (both calls): the CPU has AMX (asserted), `b` matches `a` and `n`, C holds
-    // (m−1)·ldc + n values, and the parts' blocks are disjoint.
     let by_columns = npanels >= mblocks;
     let parts = threads.clamp(1, if by_columns { npanels } else { mblocks });
-    if parts == 1 {
-        unsafe { gemm_blocks(a, b, n, c_addr as *mut f32, ldc, 0..mblocks, 0..npanels) };
-        return;
-    }
     crate::parallel::run_parts(parts, |part| {
         let split = |len: usize| len * part / parts..len * (part + 1) / parts;
         let (rows, cols) = if by_columns { (0..mblocks, split(npanels)) } else { (split(mblocks), 0..npanels) };
+        // SAFETY: the CPU has AMX (asserted), `b` matches `a` and `n`, C holds (m−1)·ldc + n
+        // values, and the parts' blocks are disjoint.
         unsafe { gemm_blocks(a, b, n, c_addr as *mut f32, ldc, rows, cols) };
     });
 }
@@ -176,69 +172,70 @@ unsafe fn gemm_blocks(
     let steps = kpad / KT;
     let mut block = Block([0.0; MB * NB]);
     asm!("ldtilecfg [{}]", in(reg) CONFIG.0.as_ptr(), options(nostack, readonly));
+    let mut one_block = |np: usize, mb: usize| {
+        let bp = b.as_ptr().add(np * kp * NB * 2);
+        let ncols = (n - np * NB).min(NB);
+        let a0 = a.data.as_ptr().add(mb * MB * kpad);
+        let a1 = a0.add(16 * KT);
+        let nrows = (m - mb * MB).min(MB);
+        // A whole block is stored straight into C; an edge block into `block`, then copied.
+        let whole = nrows == MB && ncols == NB;
+        let (out, so) = if whole { (c.add(mb * MB * ldc + np * NB), ldc * 4) } else { (block.0.as_mut_ptr(), NB * 4) };
+        // Tiles 0–3 accumulate the block: [A rows 0–15 | 16–31] × [B columns 0–15 | 16–31].
+        // Per step, A advances one 32×32 tile pair (2048 bytes), B 16 pairs (16 × 128 bytes).
+        asm!(
+            "tilezero tmm0",
+            "tilezero tmm1",
+            "tilezero tmm2",
+            "tilezero tmm3",
+            "2:",
+            "tileloadd tmm4, [{a0} + {sa}*1]",
+            "tileloadd tmm6, [{b} + {sb}*1]",
+            "tileloadd tmm7, [{b} + {sb}*1 + 64]",
+            "tdpbf16ps tmm0, tmm4, tmm6",
+            "tileloadd tmm5, [{a1} + {sa}*1]",
+            "tdpbf16ps tmm1, tmm4, tmm7",
+            "tdpbf16ps tmm2, tmm5, tmm6",
+            "tdpbf16ps tmm3, tmm5, tmm7",
+            "add {a0}, 2048",
+            "add {a1}, 2048",
+            "add {b}, 2048",
+            "dec {steps}",
+            "jnz 2b",
+            "tilestored [{out} + {so}*1], tmm0",
+            "tilestored [{out} + {so}*1 + 64], tmm1",
+            "tilestored [{out2} + {so}*1], tmm2",
+            "tilestored [{out2} + {so}*1 + 64], tmm3",
+            a0 = inout(reg) a0 => _,
+            a1 = inout(reg) a1 => _,
+            b = inout(reg) bp => _,
+            steps = inout(reg) steps => _,
+            sa = in(reg) KT * 2,
+            sb = in(reg) NB * 2 * 2,
+            out = in(reg) out,
+            out2 = in(reg) out.byte_add(16 * so),
+            so = in(reg) so,
+            options(nostack),
+        );
+        if !whole {
+            for r in 0..nrows {
+                let dst = c.add((mb * MB + r) * ldc + np * NB);
+                std::ptr::copy_nonoverlapping(block.0.as_ptr().add(r * NB), dst, ncols);
+            }
+        }
+    };
     // The operand reused across the inner loop stays in cache while the other streams past it:
     // with more A blocks than B panels (the deep layers: many channels, few positions) each A
     // block is read once and B's panels stream from L2, else each B panel is read once. The
     // other way round, the deep layers' weights (up to 4.7 MB in bf16) would come from memory
     // once per panel.
-    let a_outer = rows.len() > cols.len();
-    let order: Vec<(usize, usize)> = if a_outer {
-        rows.flat_map(|mb| cols.clone().map(move |np| (np, mb))).collect()
+    if rows.len() > cols.len() {
+        for mb in rows {
+            cols.clone().for_each(|np| one_block(np, mb));
+        }
     } else {
-        cols.flat_map(|np| rows.clone().map(move |mb| (np, mb))).collect()
-    };
-    for (np, mb) in order {
-        let bp = b.as_ptr().add(np * kp * NB * 2);
-        let ncols = (n - np * NB).min(NB);
-        {
-            let a0 = a.data.as_ptr().add(mb * MB * kpad);
-            let a1 = a0.add(16 * KT);
-            let nrows = (m - mb * MB).min(MB);
-            // A whole block is stored straight into C; an edge block into `block`, then copied.
-            let whole = nrows == MB && ncols == NB;
-            let (out, so) = if whole { (c.add(mb * MB * ldc + np * NB), ldc * 4) } else { (block.0.as_mut_ptr(), NB * 4) };
-            // Tiles 0–3 accumulate the block: [A rows 0–15 | 16–31] × [B columns 0–15 | 16–31].
-            // Per step, A advances one 32×32 tile pair (2048 bytes), B 16 pairs (16 × 128 bytes).
-            asm!(
-                "tilezero tmm0",
-                "tilezero tmm1",
-                "tilezero tmm2",
-                "tilezero tmm3",
-                "2:",
-                "tileloadd tmm4, [{a0} + {sa}*1]",
-                "tileloadd tmm6, [{b} + {sb}*1]",
-                "tileloadd tmm7, [{b} + {sb}*1 + 64]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tileloadd tmm5, [{a1} + {sa}*1]",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "tdpbf16ps tmm3, tmm5, tmm7",
-                "add {a0}, 2048",
-                "add {a1}, 2048",
-                "add {b}, 2048",
-                "dec {steps}",
-                "jnz 2b",
-                "tilestored [{out} + {so}*1], tmm0",
-                "tilestored [{out} + {so}*1 + 64], tmm1",
-                "tilestored [{out2} + {so}*1], tmm2",
-                "tilestored [{out2} + {so}*1 + 64], tmm3",
-                a0 = inout(reg) a0 => _,
-                a1 = inout(reg) a1 => _,
-                b = inout(reg) bp => _,
-                steps = inout(reg) steps => _,
-                sa = in(reg) KT * 2,
-                sb = in(reg) NB * 2 * 2,
-                out = in(reg) out,
-                out2 = in(reg) out.byte_add(16 * so),
-                so = in(reg) so,
-                options(nostack),
-            );
-            if !whole {
-                for r in 0..nrows {
-                    let dst = c.add((mb * MB + r) * ldc + np * NB);
-                    std::ptr::copy_nonoverlapping(block.0.as_ptr().add(r * NB), dst, ncols);
-                }
-            }
+        for np in cols {
+            rows.clone().for_each(|mb| one_block(np, mb));
         }
     }
     asm!("tilerelease", options(nostack, nomem));

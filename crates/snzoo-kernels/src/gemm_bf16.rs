@@ -222,14 +222,8 @@ pub fn gemm_into(a: &PackedA, b: &[u16], n: usize, c: &mut [MaybeUninit<f32>], l
         return;
     }
     let panels = m.div_ceil(MR);
-    let parts = threads.clamp(1, panels);
-    if parts == 1 {
-        // SAFETY: as in `gemm_panels`; all row panels, one caller.
-        unsafe { gemm_panels(a, b, n, c.as_mut_ptr().cast(), ldc, 0..panels) };
-        return;
-    }
     let c_addr = c.as_mut_ptr() as usize;
-    crate::parallel::split_range(parts, panels, |range| {
+    crate::parallel::split_range(threads, panels, |range| {
         // SAFETY: the parts' row panels are disjoint, so no two tasks write the same rows of C.
         unsafe { gemm_panels(a, b, n, c_addr as *mut f32, ldc, range) }
     });

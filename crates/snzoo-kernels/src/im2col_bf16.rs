@@ -71,21 +71,20 @@ pub fn pack_b_im2col(x: &[f32], shape: Im2colShape, pairs: usize, threads: usize
     let n = ho * wo;
 
     // The padded copy, 2 spare zeros at the end: a gather reads 4 bytes for each bf16.
-    let mut padded = PADDED.with_borrow_mut(std::mem::take);
+    let mut padded = crate::conv::take_scratch(&PADDED);
     padded.set_len(c * hp * wp + 2);
     padded[c * hp * wp..].fill(0);
-    let padded_addr = padded.as_mut_ptr() as usize;
-    let round = |channels: std::ops::Range<usize>| {
-        for ch in channels {
-            // SAFETY: channel `ch` of `x` and of the padded copy are in bounds (sizes checked
-            // above) and each channel is written by one caller; the CPU has AVX-512 BF16.
+    crate::parallel::chunks_mut(threads, &mut padded[..c * hp * wp], hp * wp, |first, planes| {
+        for (i, plane) in planes.chunks_mut(hp * wp).enumerate() {
+            let ch = first + i;
+            // SAFETY: channel `ch` of `x` and its padded plane are in bounds (sizes checked
+            // above); the CPU has AVX-512 BF16.
             #[cfg(target_arch = "x86_64")]
             unsafe {
-                round_padded(&x[ch * h * w..(ch + 1) * h * w], h, w, p, (padded_addr as *mut u16).add(ch * hp * wp))
+                round_padded(&x[ch * h * w..(ch + 1) * h * w], h, w, p, plane.as_mut_ptr())
             };
         }
-    };
-    crate::parallel::split_range(threads, c, round);
+    });
 
     // Each output position's offset in a padded channel, and whether each group of 16 is one
     // contiguous run (read by loads instead of gathers).
@@ -99,36 +98,30 @@ pub fn pack_b_im2col(x: &[f32], shape: Im2colShape, pairs: usize, threads: usize
 
     // Each row's tap offset, made once (not two divisions per pair and panel).
     let row_offsets: Vec<usize> = (0..kk).map(|r| shape.row_offset(r)).collect();
-    let npanels = n.div_ceil(NR);
-    out.set_len(npanels * pairs * NR * 2);
-    let out_addr = out.as_mut_ptr() as usize;
-    let src = padded.as_ptr() as usize;
-    let pack = |panels: std::ops::Range<usize>| {
-        for panel in panels {
+    let panel_len = pairs * NR * 2;
+    out.set_len(n.div_ceil(NR) * panel_len);
+    let src: &[u16] = &padded;
+    crate::parallel::chunks_mut(threads, &mut out[..], panel_len, |first, panels| {
+        for (i, panel) in panels.chunks_mut(panel_len).enumerate() {
             for pair in 0..pairs {
                 let k0 = 2 * pair;
                 let rows = (k0 < kk).then(|| (row_offsets[k0], row_offsets.get(k0 + 1).copied()));
-                // SAFETY: the panel's pairs are written by this caller only and lie in `out`;
-                // every offset read is inside the padded copy (offsets of valid positions plus
-                // a tap's offset stay inside its channel; 2 spare elements cover the gathers'
-                // 4-byte reads); the CPU has AVX-512 BF16.
+                // SAFETY: the pair's NR·2 values lie in `panel`; every offset read is inside
+                // the padded copy (offsets of valid positions plus a tap's offset stay inside
+                // its channel; 2 spare elements cover the gathers' 4-byte reads); the CPU has
+                // AVX-512 BF16.
                 #[cfg(target_arch = "x86_64")]
                 unsafe {
-                    let dst = (out_addr as *mut u16).add((panel * pairs + pair) * NR * 2);
+                    let dst = panel.as_mut_ptr().add(pair * NR * 2);
                     for half in 0..NR / 16 {
-                        let col = panel * NR + half * 16;
-                        pack_piece(src as *const u16, rows, &offsets, &contiguous, col, n, dst.add(half * 32));
+                        let col = (first + i) * NR + half * 16;
+                        pack_piece(src.as_ptr(), rows, &offsets, &contiguous, col, n, dst.add(half * 32));
                     }
                 }
             }
         }
-    };
-    crate::parallel::split_range(threads, npanels, pack);
-    PADDED.with_borrow_mut(|slot| {
-        if padded.capacity() > slot.capacity() {
-            *slot = padded;
-        }
     });
+    crate::conv::return_scratch(&PADDED, padded);
 }
 
 /// Rounds one H×W channel to bf16 into `dst`, an (H+2p)×(W+2p) plane with a zero border.

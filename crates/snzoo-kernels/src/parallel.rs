@@ -149,14 +149,8 @@ mod spin_pool {
     unsafe impl Sync for Slot {}
     unsafe impl Send for Slot {}
 
-    struct Pool {
-        slots: Vec<Arc<Slot>>,
-    }
-
-    fn pool() -> &'static Mutex<Pool> {
-        static POOL: OnceLock<Mutex<Pool>> = OnceLock::new();
-        POOL.get_or_init(|| Mutex::new(Pool { slots: Vec::new() }))
-    }
+    /// The helpers' slots, one per helper thread (started on demand, never stopped).
+    static SLOTS: Mutex<Vec<Arc<Slot>>> = Mutex::new(Vec::new());
 
     fn helper(slot: Arc<Slot>) {
         let _ = slot.thread.set(std::thread::current());
@@ -227,7 +221,7 @@ mod spin_pool {
     }
 
     pub(super) fn run(parts: usize, f: &(dyn Fn(usize) + Sync)) {
-        let Ok(mut pool) = pool().try_lock() else {
+        let Ok(mut slots) = SLOTS.try_lock() else {
             // Busy (another caller, or a section inside a section): this thread does all parts
             // (each one, as the helpers would, before a panic is raised).
             let mut first_panic = None;
@@ -241,7 +235,7 @@ mod spin_pool {
             }
             return;
         };
-        while pool.slots.len() < parts - 1 {
+        while slots.len() < parts - 1 {
             let slot = Arc::new(Slot {
                 state: AtomicU8::new(IDLE),
                 parked: AtomicBool::new(false),
@@ -253,9 +247,9 @@ mod spin_pool {
             if spawned.is_err() {
                 break;
             }
-            pool.slots.push(slot);
+            slots.push(slot);
         }
-        let helpers = &pool.slots[..(parts - 1).min(pool.slots.len())];
+        let helpers = &slots[..(parts - 1).min(slots.len())];
         // SAFETY: the lifetime of `f` is erased only for the duration of this call: `wait`
         // below returns (or unwinds) only after every helper has finished its part.
         let job: *const (dyn Fn(usize) + Sync) = unsafe { std::mem::transmute(f) };
