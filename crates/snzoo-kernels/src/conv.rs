@@ -217,17 +217,53 @@ impl CustomOp2 for Conv2dIm2col {
         let x = contiguous_f32("conv2d-im2col-nchw", s1, l1)?;
         let k = contiguous_f32("conv2d-im2col-nchw", s2, l2)?;
         let geometry = Geometry::new("conv2d-im2col-nchw", (h, w), kh, self.stride, self.padding)?;
-        let (kk, hwo) = (c_in * kh * kw, geometry.ho * geometry.wo);
         let threads = crate::parallel::threads();
-        let fill = |out: &mut [MaybeUninit<f32>]| {
-            geometry.for_each_rhs(x, c_in, threads, |i, rhs| {
-                let dst = &mut out[i * c_out * hwo..(i + 1) * c_out * hwo];
-                gemm_f32(k, rhs, (c_out, kk, hwo), dst, threads);
-            })
-        };
+        let len = n * c_out * geometry.ho * geometry.wo;
         // SAFETY: the GEMMs write every element of every image's output.
-        let out = unsafe { crate::parallel::output_buffer(n * c_out * hwo, fill) };
+        let out = unsafe { crate::parallel::output_buffer(len, |out| geometry.im2col_gemm(x, k, n, (c_in, c_out), out, threads)) };
         Ok((CpuStorage::F32(out), Shape::from((n, c_out, geometry.ho, geometry.wo))))
+    }
+}
+
+/// The im2col + GEMM convolution of `n` images `x` ([N, C_in, H, W]) with `weights`
+/// ([C_out, C_in, k, k]) into `out` ([N, C_out, H_out, W_out], every element written), on
+/// `threads` parts of the kernels' pool: what [`Conv2dIm2col`] runs.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_im2col_f32(
+    x: &[f32],
+    weights: &[f32],
+    n: usize,
+    (c_in, c_out, h, w): (usize, usize, usize, usize),
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+    out: &mut [MaybeUninit<f32>],
+    threads: usize,
+) -> Result<()> {
+    let geometry = Geometry::new("conv2d-im2col-nchw", (h, w), kernel, stride, padding)?;
+    if x.len() < n * c_in * h * w || weights.len() < c_out * c_in * kernel * kernel || out.len() < n * c_out * geometry.ho * geometry.wo {
+        candle_core::bail!("conv2d-im2col-nchw: operands too short");
+    }
+    geometry.im2col_gemm(x, weights, n, (c_in, c_out), out, threads);
+    Ok(())
+}
+
+impl Geometry {
+    /// Each image's im2col matrix (or the image itself) times the weights, into `out`.
+    fn im2col_gemm(
+        &self,
+        x: &[f32],
+        weights: &[f32],
+        n: usize,
+        (c_in, c_out): (usize, usize),
+        out: &mut [MaybeUninit<f32>],
+        threads: usize,
+    ) {
+        let (kk, hwo) = (c_in * self.k * self.k, self.ho * self.wo);
+        self.for_each_rhs(&x[..n * c_in * self.h * self.w], c_in, threads, |i, rhs| {
+            let dst = &mut out[i * c_out * hwo..(i + 1) * c_out * hwo];
+            gemm_f32(weights, rhs, (c_out, kk, hwo), dst, threads);
+        })
     }
 }
 

@@ -17,6 +17,7 @@ pub mod gemm_bf16;
 pub mod im2col_bf16;
 pub mod norm;
 pub mod parallel;
+pub mod winograd;
 
 use candle_core::{DType, Result, Tensor};
 
@@ -59,6 +60,7 @@ pub struct ConvWeights {
     pub stride: usize,
     pub padding: usize,
     packed_bf16: std::sync::OnceLock<conv::PackedWeights>,
+    winograd: std::sync::OnceLock<std::sync::Arc<winograd::TransformedWeights>>,
 }
 
 impl Clone for ConvWeights {
@@ -69,7 +71,7 @@ impl Clone for ConvWeights {
 
 impl ConvWeights {
     pub fn new(weight: Tensor, bias: Option<Tensor>, stride: usize, padding: usize) -> Self {
-        Self { weight, bias, stride, padding, packed_bf16: Default::default() }
+        Self { weight, bias, stride, padding, packed_bf16: Default::default(), winograd: Default::default() }
     }
 
     /// The weights' bf16 copy, packed for this CPU's bf16 kernel (made on first use, or here).
@@ -81,6 +83,17 @@ impl ConvWeights {
         let values = self.weight.flatten_all()?.to_dtype(DType::F32)?.to_vec1::<f32>()?;
         let packed = conv::PackedWeights::new(&values, c_out, c_in * k * k);
         Ok(self.packed_bf16.get_or_init(|| packed).clone())
+    }
+
+    /// The f32 Winograd operation of a 3×3 convolution, its weights transformed on first use.
+    fn winograd_op(&self) -> Result<winograd::Conv2dWinograd> {
+        if let Some(u) = self.winograd.get() {
+            return Ok(winograd::Conv2dWinograd { weights: u.clone() });
+        }
+        let (c_out, c_in, _, _) = self.weight.dims4()?;
+        let values = self.weight.flatten_all()?.to_vec1::<f32>()?;
+        let u = std::sync::Arc::new(winograd::TransformedWeights::new(winograd::Level::detect(), &values, c_out, c_in));
+        Ok(winograd::Conv2dWinograd { weights: self.winograd.get_or_init(|| u).clone() })
     }
 
     fn bf16_op(&self) -> Result<conv::Conv2dBf16> {
@@ -96,7 +109,12 @@ pub fn conv2d(x: &Tensor, w: &ConvWeights, precision: ConvPrecision, imp: Implem
         match precision {
             ConvPrecision::Bf16 => x.apply_op1_no_bwd(&w.bf16_op()?)?,
             ConvPrecision::F32 => {
-                x.apply_op2_no_bwd(&w.weight.contiguous()?, &conv::Conv2dIm2col { stride: w.stride, padding: w.padding })?
+                let ((_, _, h, wd), (c_out, c_in, k, _)) = (x.dims4()?, w.weight.dims4()?);
+                if winograd::applies((k, w.stride, w.padding), (c_in, c_out), (h, wd)) {
+                    x.apply_op1_no_bwd(&w.winograd_op()?)?
+                } else {
+                    x.apply_op2_no_bwd(&w.weight.contiguous()?, &conv::Conv2dIm2col { stride: w.stride, padding: w.padding })?
+                }
             }
         }
     } else {
