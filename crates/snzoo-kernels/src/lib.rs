@@ -2,7 +2,8 @@
 //!
 //! A model asks for an operation ([`conv2d`], [`switch_norm`], [`group_norm`],
 //! [`channel_affine`], [`residual_add`], [`max_pool_3x3_s2`]) and this layer picks the
-//! implementation: snzoo's own CPU kernels for f32 inference (im2col + GEMM convolutions, the
+//! implementation: snzoo's own CPU kernels for f32 inference (im2col + GEMM convolutions,
+//! [`winograd`] for the 3×3 ones of the first stages on AVX-512, the
 //! bf16 GEMMs on AMX tiles or AVX-512 BF16, fused normalization + ReLU, scheduled one image per thread by
 //! [`parallel`]), the CUDA SN kernel with the `cuda` feature, or plain candle operations
 //! everywhere else (other devices and dtypes, and [`Implementation::Plain`], the oracle of the
@@ -50,7 +51,7 @@ pub enum ConvPrecision {
     Bf16,
 }
 
-/// A convolution's weights, with their bf16 packing made on first use.
+/// A convolution's weights, with their bf16 packing and (3×3) Winograd transform made on first use.
 #[derive(Debug)]
 pub struct ConvWeights {
     /// [C_out, C_in, k, k]
