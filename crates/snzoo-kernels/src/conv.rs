@@ -176,31 +176,55 @@ fn gemm_f32(a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize), c: &mut [May
         }
         // SAFETY: the parts' blocks of C are disjoint; A, B and C hold the m×k, k×n and m×n
         // row-major matrices (checked above) and the block's pointers and strides stay inside
-        // them; with `read_dst` false the GEMM writes every element of its block and reads none.
+        // them.
         unsafe {
-            gemm::gemm(
-                rows.len(),
-                cols.len(),
-                k,
-                (c_addr as *mut f32).add(rows.start * n + cols.start),
-                1,
-                n as isize,
-                false,
-                a.as_ptr().add(rows.start * k),
-                1,
-                k as isize,
-                b.as_ptr().add(cols.start),
-                1,
-                n as isize,
-                0.0f32,
-                1.0f32,
-                false,
-                false,
-                false,
-                gemm::Parallelism::None,
-            );
-        }
+            gemm_single(
+                (rows.len(), cols.len(), k),
+                ((c_addr as *mut f32).add(rows.start * n + cols.start), 1, n as isize),
+                (a.as_ptr().add(rows.start * k), 1, k as isize),
+                (b.as_ptr().add(cols.start), 1, n as isize),
+            )
+        };
     });
+}
+
+/// C[m×n] = A[m×k] · B[k×n] on the calling thread by the `gemm` crate, each matrix given as
+/// (pointer, column stride, row stride); C is written whole and never read.
+///
+/// # Safety
+/// Every element the strides address lies inside its matrix's allocation, C's elements are
+/// distinct and nobody else touches them meanwhile.
+pub(crate) unsafe fn gemm_single(
+    (m, n, k): (usize, usize, usize),
+    (c, c_cs, c_rs): (*mut f32, isize, isize),
+    (a, a_cs, a_rs): (*const f32, isize, isize),
+    (b, b_cs, b_rs): (*const f32, isize, isize),
+) {
+    // SAFETY: the caller's contract; with `read_dst` false the GEMM writes every element of C and
+    // reads none.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            c,
+            c_cs,
+            c_rs,
+            false,
+            a,
+            a_cs,
+            a_rs,
+            b,
+            b_cs,
+            b_rs,
+            0.0f32,
+            1.0f32,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        )
+    }
 }
 
 impl CustomOp2 for Conv2dIm2col {

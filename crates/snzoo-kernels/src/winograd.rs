@@ -242,31 +242,15 @@ pub fn conv3x3_at(
                     }
                     // SAFETY: the three matrices lie inside `mx` (t × width, column-major),
                     // `v` (element (i, c) at c·36t + ξt + i < len) and `ux` (width × c_in,
-                    // element (c, j) at j·c_in + c); with `read_dst` false every element of
-                    // the destination is written and none read.
+                    // element (c, j) at j·c_in + c).
                     unsafe {
-                        gemm::gemm(
-                            t,
-                            width,
-                            c_in,
-                            mx.as_mut_ptr(),
-                            t as isize,
-                            1,
-                            false,
-                            v.as_ptr().add(xi * t),
-                            (POINTS * t) as isize,
-                            1,
-                            ux.as_ptr(),
-                            c_in as isize,
-                            1,
-                            0.0f32,
-                            1.0f32,
-                            false,
-                            false,
-                            false,
-                            gemm::Parallelism::None,
-                        );
-                    }
+                        crate::conv::gemm_single(
+                            (t, width, c_in),
+                            (mx.as_mut_ptr(), t as isize, 1),
+                            (v.as_ptr().add(xi * t), (POINTS * t) as isize, 1),
+                            (ux.as_ptr(), c_in as isize, 1),
+                        )
+                    };
                 }
                 // SAFETY: this part alone writes output channels `cos` of images
                 // first..first + images (parts own disjoint slabs), inside `out` (checked above).
@@ -380,28 +364,28 @@ macro_rules! formulas {
             [add(add(m[0], a), c), add(b, scale(d, 2.0)), add(a, scale(c, 4.0)), add(add(b, scale(d, 8.0)), m[5])]
         }
 
-        /// Bᵀ d B of a 6×6 tile (`d[r][c]`): down the columns, then across.
+        /// `f` down the columns of an N×N block, then across the rows of the result: the 6×6
+        /// F b Fᵀ for the 6×N matrix F that `f` applies, row by row.
+        $(#[$attr])*
+        fn sandwich<const N: usize>(b: [[$v; N]; N], f: impl Fn([$v; N]) -> [$v; 6]) -> [$v; POINTS] {
+            let cols: [[$v; 6]; N] = std::array::from_fn(|c| f(std::array::from_fn(|r| b[r][c])));
+            let mut out = [b[0][0]; POINTS];
+            for i in 0..6 {
+                out[i * 6..i * 6 + 6].copy_from_slice(&f(std::array::from_fn(|c| cols[c][i])));
+            }
+            out
+        }
+
+        /// Bᵀ d B of a 6×6 tile (`d[r][c]`).
         $(#[$attr])*
         pub(super) fn input_tile(d: [[$v; 6]; 6]) -> [$v; POINTS] {
-            let cols: [[$v; 6]; 6] = std::array::from_fn(|c| bt(std::array::from_fn(|r| d[r][c])));
-            let mut v = [d[0][0]; POINTS];
-            for i in 0..6 {
-                let row = bt(std::array::from_fn(|c| cols[c][i]));
-                v[i * 6..i * 6 + 6].copy_from_slice(&row);
-            }
-            v
+            sandwich(d, |c| bt(c))
         }
 
         /// G g Gᵀ of a 3×3 kernel (`g[r][c]`).
         $(#[$attr])*
         pub(super) fn weight_tile(g: [[$v; 3]; 3]) -> [$v; POINTS] {
-            let cols: [[$v; 6]; 3] = std::array::from_fn(|c| gt(std::array::from_fn(|r| g[r][c])));
-            let mut u = [g[0][0]; POINTS];
-            for a in 0..6 {
-                let row = gt(std::array::from_fn(|c| cols[c][a]));
-                u[a * 6..a * 6 + 6].copy_from_slice(&row);
-            }
-            u
+            sandwich(g, |c| gt(c))
         }
 
         /// Aᵀ m A of a product tile (`m[a·6 + b]`): a 4×4 output block.
