@@ -43,6 +43,12 @@ pub(crate) fn return_scratch<T: Scratch>(slot: &'static std::thread::LocalKey<Re
     });
 }
 
+/// Most floats of an im2col matrix at once (2 MB): larger ones (ResNet's 7×7 stem, 7.4 MB per
+/// image) are made and multiplied a run of output rows at a time, so the scratch each thread
+/// keeps stays small. The GEMM's sums do not depend on the number of columns (the `gemm`
+/// crate's depth blocking depends on the depth alone), so the results are the same bits.
+const MAX_COLUMNS: usize = 1 << 19;
+
 thread_local! {
     /// The im2col matrix, kept between calls (every element is written before the GEMM reads it).
     static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
@@ -79,12 +85,16 @@ impl Geometry {
         Ok(Geometry { h, w, k, s, p, ho: (h + 2 * p - k) / s + 1, wo: (w + 2 * p - k) / s + 1 })
     }
 
-    /// Calls `f(i, rhs)` for each image `i` of the contiguous (N, C_in, H, W) input `x` with its
-    /// right-hand side [C_in·k·k, H_out·W_out]: the image itself for a 1×1 stride-1 convolution,
-    /// else its im2col matrix (in this thread's scratch buffer, filled by `threads` threads).
-    fn for_each_rhs(&self, x: &[f32], c_in: usize, threads: usize, mut f: impl FnMut(usize, &[f32])) {
+    /// Calls `f(i, rows, rhs)` for each image `i` of the contiguous (N, C_in, H, W) input `x` and
+    /// each run `rows` of its output rows, with the right-hand side of those outputs
+    /// [C_in·k·k, rows·W_out]: the image itself for a 1×1 stride-1 convolution (all rows at
+    /// once), else its im2col matrix (in this thread's scratch buffer, filled by `threads`
+    /// threads), in runs of at most [`MAX_COLUMNS`] floats.
+    fn for_each_rhs(&self, x: &[f32], c_in: usize, threads: usize, mut f: impl FnMut(usize, std::ops::Range<usize>, &[f32])) {
         let direct = self.is_direct();
-        let len = c_in * self.k * self.k * self.ho * self.wo;
+        let kk = c_in * self.k * self.k;
+        let rows = (MAX_COLUMNS / (kk * self.wo).max(1)).clamp(1, self.ho.max(1));
+        let len = kk * rows * self.wo;
         // The scratch buffer is taken out of the thread-local for the duration: while this
         // thread waits inside a parallel section it may run another convolution's task (another
         // forward on the same pool), which then finds no buffer and makes its own, rather than
@@ -95,10 +105,14 @@ impl Geometry {
         }
         for (i, xi) in x.chunks(c_in * self.h * self.w).enumerate() {
             if direct {
-                f(i, xi);
-            } else {
-                self.im2col(xi, &mut scratch[..len], threads);
-                f(i, &scratch[..len]);
+                f(i, 0..self.ho, xi);
+                continue;
+            }
+            for first in (0..self.ho).step_by(rows) {
+                let run = first..(first + rows).min(self.ho);
+                let cols = &mut scratch[..kk * run.len() * self.wo];
+                self.im2col(xi, run.clone(), cols, threads);
+                f(i, run, cols);
             }
         }
         return_scratch(&COLUMNS, scratch);
@@ -109,28 +123,28 @@ impl Geometry {
         self.k == 1 && self.s == 1 && self.p == 0
     }
 
-    /// Fills `col` ([C_in·k·k, H_out·W_out]) from one image `xi` ([C_in, H, W]), its rows spread
-    /// over `threads` threads.
-    fn im2col(&self, xi: &[f32], col: &mut [f32], threads: usize) {
-        let hw = self.ho * self.wo;
-        crate::parallel::chunks_mut(threads, col, hw, |first, rows| {
-            for (i, row) in rows.chunks_mut(hw).enumerate() {
-                self.im2col_row(xi, first + i, row);
+    /// Fills `col` ([C_in·k·k, len(oys)·W_out]) from one image `xi` ([C_in, H, W]) for the
+    /// output rows `oys`, its rows spread over `threads` threads.
+    fn im2col(&self, xi: &[f32], oys: std::ops::Range<usize>, col: &mut [f32], threads: usize) {
+        let len = oys.len() * self.wo;
+        crate::parallel::chunks_mut(threads, col, len, |first, rows| {
+            for (i, row) in rows.chunks_mut(len).enumerate() {
+                self.im2col_row(xi, first + i, oys.clone(), row);
             }
         });
     }
 
-    /// Row `r` (input channel r / k², kernel offset r mod k²) of image `xi`'s im2col matrix:
-    /// H_out·W_out values.
-    fn im2col_row(&self, xi: &[f32], r: usize, row: &mut [f32]) {
-        let Geometry { h, w, k, s, p, ho, wo } = *self;
+    /// Row `r` (input channel r / k², kernel offset r mod k²) of image `xi`'s im2col matrix,
+    /// output rows `oys`: len(oys)·W_out values.
+    fn im2col_row(&self, xi: &[f32], r: usize, oys: std::ops::Range<usize>, row: &mut [f32]) {
+        let Geometry { h, w, k, s, p, wo, .. } = *self;
         let (ci, ky, kx) = (r / (k * k), (r / k) % k, r % k);
         let plane = &xi[ci * h * w..(ci + 1) * h * w];
         // Output columns whose input column ix = ox·s + kx − p lies inside the image.
         let lo = (p.saturating_sub(kx)).div_ceil(s).min(wo);
         let hi = if w + p > kx { ((w + p - kx - 1) / s + 1).min(wo) } else { 0 }.max(lo);
-        for oy in 0..ho {
-            let dst = &mut row[oy * wo..(oy + 1) * wo];
+        for (j, oy) in oys.enumerate() {
+            let dst = &mut row[j * wo..(j + 1) * wo];
             let iy = (oy * s + ky) as isize - p as isize;
             if iy < 0 || iy >= h as isize {
                 dst.fill(0.0);
@@ -154,13 +168,13 @@ impl Geometry {
     }
 }
 
-/// C[M×N] = A[M×K] · B[K×N] (all row-major, C written whole) by the `gemm` crate, split over
+/// C[M×N] = A[M×K] · B[K×N] (all row-major, C with row stride `ldc`, written whole) by the `gemm` crate, split over
 /// `threads` parts of the kernels' pool ([`crate::parallel::run_parts`]): by columns when A is
 /// the smaller operand (each part then packs all of A and its own columns of B), else by rows.
 /// (The crate's own threading runs on rayon, whose sleeping workers the pool's spinning helpers
 /// would compete with.)
-fn gemm_f32(a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize), c: &mut [MaybeUninit<f32>], threads: usize) {
-    assert!(a.len() >= m * k && b.len() >= k * n && c.len() >= m * n, "gemm_f32: operands too short");
+fn gemm_f32(a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize), c: &mut [MaybeUninit<f32>], ldc: usize, threads: usize) {
+    assert!(n <= ldc && a.len() >= m * k && b.len() >= k * n && (m == 0 || c.len() >= (m - 1) * ldc + n), "gemm_f32: operands too short");
     let by_columns = m <= n;
     let parts = threads.clamp(1, if by_columns { n.div_ceil(16) } else { m.div_ceil(16) }.max(1));
     let c_addr = c.as_mut_ptr() as usize;
@@ -180,7 +194,7 @@ fn gemm_f32(a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize), c: &mut [May
         unsafe {
             gemm_single(
                 (rows.len(), cols.len(), k),
-                ((c_addr as *mut f32).add(rows.start * n + cols.start), 1, n as isize),
+                ((c_addr as *mut f32).add(rows.start * ldc + cols.start), 1, ldc as isize),
                 (a.as_ptr().add(rows.start * k), 1, k as isize),
                 (b.as_ptr().add(cols.start), 1, n as isize),
             )
@@ -284,9 +298,9 @@ impl Geometry {
         threads: usize,
     ) {
         let (kk, hwo) = (c_in * self.k * self.k, self.ho * self.wo);
-        self.for_each_rhs(&x[..n * c_in * self.h * self.w], c_in, threads, |i, rhs| {
-            let dst = &mut out[i * c_out * hwo..(i + 1) * c_out * hwo];
-            gemm_f32(weights, rhs, (c_out, kk, hwo), dst, threads);
+        self.for_each_rhs(&x[..n * c_in * self.h * self.w], c_in, threads, |i, rows, rhs| {
+            let dst = &mut out[i * c_out * hwo + rows.start * self.wo..(i + 1) * c_out * hwo];
+            gemm_f32(weights, rhs, (c_out, kk, rows.len() * self.wo), dst, hwo, threads);
         })
     }
 }

@@ -21,6 +21,22 @@ fn im2col_convolution_matches_candle() {
     }
 }
 
+/// Convolutions whose im2col matrix exceeds the scratch limit (ResNet's 7×7 stem at 224×224: 7.4
+/// MB per image) run a few output rows at a time, with the same results.
+#[test]
+fn large_im2col_matrices_run_in_row_chunks() {
+    let dev = Device::Cpu;
+    for (n, ci, co, hw, k, s, p) in [(2, 3, 16, 224, 7, 2, 3), (1, 64, 8, 56, 3, 1, 1), (1, 128, 4, 57, 3, 2, 1)] {
+        let x = Tensor::randn(0f32, 1.0, (n, ci, hw, hw), &dev).unwrap();
+        let wt = Tensor::randn(0f32, 0.2, (co, ci, k, k), &dev).unwrap();
+        let want = x.conv2d(&wt, p, s, 1, 1).unwrap();
+        let got = x.apply_op2_no_bwd(&wt, &Conv2dIm2col { stride: s, padding: p }).unwrap();
+        let diff = (&got - &want).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        let scale = want.abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        assert!(diff / scale <= 1e-5, "{:?}: {}", (n, ci, co, hw, k, s, p), diff / scale);
+    }
+}
+
 /// Convolutions started concurrently on one pool from several threads (two model forwards in
 /// one process, say), each spreading its im2col and GEMM over the pool's workers: a worker that
 /// waits inside one convolution's parallel section runs another's tasks, which must not find its
