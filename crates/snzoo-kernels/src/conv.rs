@@ -118,6 +118,23 @@ impl Geometry {
         return_scratch(&COLUMNS, scratch);
     }
 
+    /// Each image's im2col matrix (or the image itself) times the weights, into `out`.
+    fn im2col_gemm(
+        &self,
+        x: &[f32],
+        weights: &[f32],
+        n: usize,
+        (c_in, c_out): (usize, usize),
+        out: &mut [MaybeUninit<f32>],
+        threads: usize,
+    ) {
+        let (kk, hwo) = (c_in * self.k * self.k, self.ho * self.wo);
+        self.for_each_rhs(&x[..n * c_in * self.h * self.w], c_in, threads, |i, rows, rhs| {
+            let dst = &mut out[i * c_out * hwo + rows.start * self.wo..(i + 1) * c_out * hwo];
+            gemm_f32(weights, rhs, (c_out, kk, rows.len() * self.wo), dst, hwo, threads);
+        })
+    }
+
     /// Whether the convolution multiplies the image itself (1×1, stride 1, no padding).
     fn is_direct(&self) -> bool {
         self.k == 1 && self.s == 1 && self.p == 0
@@ -188,9 +205,9 @@ fn gemm_f32(a: &[f32], b: &[f32], (m, k, n): (usize, usize, usize), c: &mut [May
         if rows.is_empty() || cols.is_empty() {
             return;
         }
-        // SAFETY: the parts' blocks of C are disjoint; A, B and C hold the m×k, k×n and m×n
-        // row-major matrices (checked above) and the block's pointers and strides stay inside
-        // them.
+        // SAFETY: the parts' blocks of C are disjoint; A and B hold the m×k and k×n row-major
+        // matrices and C the m×n one with row stride ldc (checked above), and the block's
+        // pointers and strides stay inside them.
         unsafe {
             gemm_single(
                 (rows.len(), cols.len(), k),
@@ -284,25 +301,6 @@ pub fn conv2d_im2col_f32(
     }
     geometry.im2col_gemm(x, weights, n, (c_in, c_out), out, threads);
     Ok(())
-}
-
-impl Geometry {
-    /// Each image's im2col matrix (or the image itself) times the weights, into `out`.
-    fn im2col_gemm(
-        &self,
-        x: &[f32],
-        weights: &[f32],
-        n: usize,
-        (c_in, c_out): (usize, usize),
-        out: &mut [MaybeUninit<f32>],
-        threads: usize,
-    ) {
-        let (kk, hwo) = (c_in * self.k * self.k, self.ho * self.wo);
-        self.for_each_rhs(&x[..n * c_in * self.h * self.w], c_in, threads, |i, rows, rhs| {
-            let dst = &mut out[i * c_out * hwo + rows.start * self.wo..(i + 1) * c_out * hwo];
-            gemm_f32(weights, rhs, (c_out, kk, rows.len() * self.wo), dst, hwo, threads);
-        })
-    }
 }
 
 thread_local! {

@@ -59,10 +59,9 @@ pub fn applies((k, s, p): (usize, usize, usize), (c_in, c_out): (usize, usize), 
         && *ENABLED.get_or_init(|| std::env::var_os("SNZOO_WINOGRAD").is_none_or(|v| v != "0") && Level::detect() == Level::Avx512)
 }
 
-/// A 3×3, stride-1, padding-1 convolution's sizes (output H×W = input H×W).
+/// A 3×3, stride-1, padding-1 convolution's output channels and image size (output H×W = input H×W).
 #[derive(Debug, Clone, Copy)]
 struct Shape3x3 {
-    c_in: usize,
     c_out: usize,
     h: usize,
     w: usize,
@@ -195,7 +194,7 @@ pub fn conv3x3_at(
     threads: usize,
 ) {
     let (c_out, c_in) = u.dims();
-    let shape = Shape3x3 { c_in, c_out, h, w };
+    let shape = Shape3x3 { c_out, h, w };
     assert!(level.supported(), "winograd: this CPU does not run {level:?} code");
     assert!(x.len() >= n * c_in * h * w && out.len() >= n * c_out * h * w, "winograd: operands too short");
     if n == 0 || c_out == 0 || h == 0 || w == 0 {
@@ -207,18 +206,16 @@ pub fn conv3x3_at(
     let slabs = c_out.div_ceil(slab);
     // One image at a time (as im2col + GEMM does): an image's result then does not depend on
     // the batch it came in, and V stays at 36·C_in·tiles floats.
-    let (images, t, len) = (1, tiles, c_in * POINTS * tiles);
-    let tables = Tables::new(shape, images);
+    let (t, len) = (tiles, c_in * POINTS * tiles);
+    let tables = Tables::new(shape);
     let mut v = take_scratch(&TRANSFORMED_INPUT);
     if v.len() < len {
         v.resize(len, 0.0);
     }
-    for first in 0..n {
-        let xs = &x[first * c_in * h * w..(first + images) * c_in * h * w];
+    for image in 0..n {
+        let xi = &x[image * c_in * h * w..(image + 1) * c_in * h * w];
         if c_in > 0 {
-            crate::parallel::chunks_mut(threads, &mut v[..len], POINTS * t, |c0, run| {
-                transform_input(level, xs, shape, images, &tables, c0, run)
-            });
+            crate::parallel::chunks_mut(threads, &mut v[..len], POINTS * t, |c0, run| transform_input(level, xi, shape, &tables, c0, run));
         }
         let v = &v[..len];
         let out_addr = out.as_mut_ptr() as usize;
@@ -252,9 +249,9 @@ pub fn conv3x3_at(
                         )
                     };
                 }
-                // SAFETY: this part alone writes output channels `cos` of images
-                // first..first + images (parts own disjoint slabs), inside `out` (checked above).
-                let mut planes = unsafe { OutputPlanes::new(out_addr as *mut MaybeUninit<f32>, first, shape, cos.clone()) };
+                // SAFETY: this part alone writes output channels `cos` of this image (parts own
+                // disjoint slabs), inside `out` (checked above).
+                let mut planes = unsafe { OutputPlanes::new(out_addr as *mut MaybeUninit<f32>, image, shape, cos.clone()) };
                 transform_output(level, &m[..POINTS * width * t], &tables, width, &mut planes);
             }
             return_scratch(&PRODUCTS, m);
@@ -263,11 +260,11 @@ pub fn conv3x3_at(
     return_scratch(&TRANSFORMED_INPUT, v);
 }
 
-/// Where one slab's output planes lie: channels `cos` of images `first..` of an
-/// [N, C_out, H, W] output.
+/// Where one slab's output planes lie: channels `cos` of image `image` of an [N, C_out, H, W]
+/// output.
 struct OutputPlanes {
     base: *mut MaybeUninit<f32>,
-    first: usize,
+    image: usize,
     shape: Shape3x3,
     cos: std::ops::Range<usize>,
 }
@@ -275,26 +272,25 @@ struct OutputPlanes {
 impl OutputPlanes {
     /// # Safety
     /// `base` is an [N, C_out, H, W] buffer that nobody else reads or writes in channels `cos` of
-    /// the images the transform touches while this lives.
-    unsafe fn new(base: *mut MaybeUninit<f32>, first: usize, shape: Shape3x3, cos: std::ops::Range<usize>) -> Self {
-        OutputPlanes { base, first, shape, cos }
+    /// image `image` while this lives.
+    unsafe fn new(base: *mut MaybeUninit<f32>, image: usize, shape: Shape3x3, cos: std::ops::Range<usize>) -> Self {
+        OutputPlanes { base, image, shape, cos }
     }
 
-    /// Where the plane of chunk image 0, slab channel `jl` begins; image j's is
-    /// j·C_out·H·W further ([`Tables::out_base`] holds that in each tile's offset).
+    /// Where the plane of slab channel `jl` begins.
     fn plane(&mut self, jl: usize) -> *mut f32 {
         let Shape3x3 { c_out, h, w, .. } = self.shape;
         assert!(jl < self.cos.len());
         // SAFETY: inside the buffer (the contract of `new`).
-        unsafe { self.base.add((self.first * c_out + self.cos.start + jl) * h * w).cast() }
+        unsafe { self.base.add((self.image * c_out + self.cos.start + jl) * h * w).cast() }
     }
 }
 
-/// Per-tile offsets and edge limits of a chunk, shared by all its channels.
+/// Per-tile offsets and edge limits of an image, shared by all its channels.
 struct Tables {
-    /// Tile t's top-left input in the chunk's padded planes ([images][hp][wp]).
+    /// Tile t's top-left input in a channel's padded plane ([hp][wp]).
     in_base: Vec<i32>,
-    /// Tile t's top-left output relative to its slab channel's plane in chunk image 0.
+    /// Tile t's top-left output in an output plane.
     out_base: Vec<i32>,
     /// Rows and columns of tile t inside the output (1–4).
     rows: Vec<i32>,
@@ -302,25 +298,23 @@ struct Tables {
 }
 
 impl Tables {
-    fn new(shape: Shape3x3, images: usize) -> Self {
-        let Shape3x3 { c_out, h, w, .. } = shape;
+    fn new(shape: Shape3x3) -> Self {
+        let Shape3x3 { h, w, .. } = shape;
         let (tyn, txn) = shape.grid();
-        let (hp, wp) = shape.padded();
-        let t = images * tyn * txn;
+        let wp = shape.padded().1;
+        let t = tyn * txn;
         let mut tables = Tables {
             in_base: Vec::with_capacity(t),
             out_base: Vec::with_capacity(t),
             rows: Vec::with_capacity(t),
             cols: Vec::with_capacity(t),
         };
-        for j in 0..images {
-            for ty in 0..tyn {
-                for tx in 0..txn {
-                    tables.in_base.push((j * hp * wp + 4 * ty * wp + 4 * tx) as i32);
-                    tables.out_base.push((j * c_out * h * w + 4 * ty * w + 4 * tx) as i32);
-                    tables.rows.push((h - 4 * ty).min(4) as i32);
-                    tables.cols.push((w - 4 * tx).min(4) as i32);
-                }
+        for ty in 0..tyn {
+            for tx in 0..txn {
+                tables.in_base.push((4 * ty * wp + 4 * tx) as i32);
+                tables.out_base.push((4 * ty * w + 4 * tx) as i32);
+                tables.rows.push((h - 4 * ty).min(4) as i32);
+                tables.cols.push((w - 4 * tx).min(4) as i32);
             }
         }
         tables
@@ -424,29 +418,27 @@ mod avx512 {
     );
 }
 
-/// Fills `padded` ([images][hp][wp]) with channel `c` of the chunk's images and a zero border.
-fn pad_channel(x: &[f32], shape: Shape3x3, images: usize, c: usize, padded: &mut [f32]) {
-    let Shape3x3 { c_in, h, w, .. } = shape;
-    let (hp, wp) = shape.padded();
-    for (j, dst) in padded.chunks_exact_mut(hp * wp).take(images).enumerate() {
-        let plane = &x[(j * c_in + c) * h * w..(j * c_in + c + 1) * h * w];
-        dst[..wp].fill(0.0);
-        for (row, src) in dst[wp..].chunks_exact_mut(wp).zip(plane.chunks_exact(w)) {
-            row[0] = 0.0;
-            row[1..1 + w].copy_from_slice(src);
-            row[1 + w..].fill(0.0);
-        }
-        dst[(1 + h) * wp..].fill(0.0);
+/// Fills `padded` ([hp][wp]) with channel `c` of image `xi` and a zero border.
+fn pad_channel(xi: &[f32], shape: Shape3x3, c: usize, padded: &mut [f32]) {
+    let Shape3x3 { h, w, .. } = shape;
+    let wp = shape.padded().1;
+    let plane = &xi[c * h * w..(c + 1) * h * w];
+    padded[..wp].fill(0.0);
+    for (row, src) in padded[wp..].chunks_exact_mut(wp).zip(plane.chunks_exact(w)) {
+        row[0] = 0.0;
+        row[1..1 + w].copy_from_slice(src);
+        row[1 + w..].fill(0.0);
     }
+    padded[(1 + h) * wp..].fill(0.0);
 }
 
-/// V for input channels c0.. (`run` holds whole [36][T] blocks of them).
-fn transform_input(level: Level, x: &[f32], shape: Shape3x3, images: usize, tables: &Tables, c0: usize, run: &mut [f32]) {
+/// V of image `xi` for input channels c0.. (`run` holds whole [36][T] blocks of them).
+fn transform_input(level: Level, xi: &[f32], shape: Shape3x3, tables: &Tables, c0: usize, run: &mut [f32]) {
     let (hp, wp) = shape.padded();
     let t = tables.in_base.len();
-    let mut padded = vec![0f32; images * hp * wp];
+    let mut padded = vec![0f32; hp * wp];
     for (cl, dst) in run.chunks_exact_mut(POINTS * t).enumerate() {
-        pad_channel(x, shape, images, c0 + cl, &mut padded);
+        pad_channel(xi, shape, c0 + cl, &mut padded);
         match level {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Avx512` is only passed where the CPU has AVX-512 (checked by the caller).
@@ -511,22 +503,22 @@ fn transform_weights(level: Level, g: &[f32], c_in: usize, cos: std::ops::Range<
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f")]
-fn weights_avx512(kernels: &[f32], c_in: usize, width: usize, jl: usize, u: &mut [f32]) {
+fn weights_avx512(kernels: &[f32], c_in: usize, rows: usize, co: usize, u: &mut [f32]) {
     use std::arch::x86_64::*;
-    assert!(kernels.len() >= 9 * c_in && u.len() >= POINTS * width * c_in && jl < width);
+    assert!(kernels.len() >= 9 * c_in && u.len() >= POINTS * rows * c_in && co < rows);
     let idx = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0), _mm512_set1_epi32(9));
     for c0 in (0..c_in).step_by(16) {
         let lanes = (c_in - c0).min(16);
         let mask: __mmask16 = if lanes == 16 { 0xffff } else { (1u16 << lanes) - 1 };
         // SAFETY: the gathers read taps of kernels c0..c0 + lanes (inside `kernels`), the
-        // stores write u[ξ][jl][c0..c0 + lanes] (inside `u`), both checked above.
+        // stores write u[ξ][co][c0..c0 + lanes] (inside `u`), both checked above.
         unsafe {
             let base = kernels.as_ptr().add(c0 * 9);
             let g: [[__m512; 3]; 3] = std::array::from_fn(|r| {
                 std::array::from_fn(|c| _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), mask, idx, base.add(r * 3 + c)))
             });
             for (xi, v) in avx512::weight_tile(g).into_iter().enumerate() {
-                _mm512_mask_storeu_ps(u.as_mut_ptr().add((xi * width + jl) * c_in + c0), mask, v);
+                _mm512_mask_storeu_ps(u.as_mut_ptr().add((xi * rows + co) * c_in + c0), mask, v);
             }
         }
     }
