@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # The long fuzz run: each property of the checkpoint readers (torch.save, the zip container,
 # TensorFlow tables and protos, Caffe, Torch7), the bombs and the weights files, one at a time,
-# in release builds, with its case count, wall time and peak RSS.
+# in the `fuzz` profile (release optimisation with overflow checks and debug assertions, as in
+# the debug builds CI tests), with its case count, wall time and peak RSS.
 # Usage: bash eval/reference/fuzz_long.sh [PATTERN] > eval/results/fuzz.txt
 # (10^6 cases per property; PATTERN, a grep -E pattern, runs only the properties whose
 # test::property name matches it.)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-cargo test --release -p snzoo-convert --test fuzz --test bombs --test fuzz_frameworks --no-run >/dev/null 2>&1
-cargo test --release -p snzoo --test fuzz_weights --no-run >/dev/null 2>&1
+cargo test --profile fuzz -p snzoo-convert --test fuzz --test bombs --test fuzz_frameworks --no-run >/dev/null 2>&1
+cargo test --profile fuzz -p snzoo --test fuzz_weights --no-run >/dev/null 2>&1
 echo "# snzoo fuzz run, $(date -u +%Y-%m-%dT%H:%M:%SZ), $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores"
 echo "# property | cases | wall seconds | peak RSS (MB) | result"
 only=${1:-.}
@@ -17,7 +18,7 @@ run() {
   echo "$test::$prop" | grep -qE "$only" || return 0
   local log; log=$(mktemp)
   local start; start=$(date +%s.%N)
-  if PROPTEST_CASES=$cases /usr/bin/time -f '%M' -o "$log.rss" cargo test --release -q -p "$pkg" --test "$test" -- --exact "$prop" >"$log" 2>&1; then
+  if PROPTEST_CASES=$cases /usr/bin/time -f '%M' -o "$log.rss" cargo test --profile fuzz -q -p "$pkg" --test "$test" -- --exact "$prop" >"$log" 2>&1; then
     result=ok
   else
     result=FAILED

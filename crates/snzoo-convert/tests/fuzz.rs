@@ -2,7 +2,7 @@
 //! random byte edits, truncations and insertions, must give `Ok` or `Err` — never a panic, a hang
 //! or an allocation the input cannot justify (the test process would abort).
 //!
-//! Run longer with `PROPTEST_CASES=100000 cargo test -p snzoo-convert --test fuzz --release`.
+//! Run longer with `PROPTEST_CASES=100000 cargo test -p snzoo-convert --test fuzz --profile fuzz` (release speed, overflow checks on).
 
 use std::io::Cursor;
 use std::path::PathBuf;

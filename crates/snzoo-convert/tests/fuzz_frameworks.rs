@@ -3,7 +3,7 @@
 //! block checksums into the protos and the slice assembly), must give `Ok` or `Err` — never a
 //! panic, a hang or an allocation the input cannot justify.
 //!
-//! Run longer with `PROPTEST_CASES=100000 cargo test -p snzoo-convert --test fuzz_frameworks --release`.
+//! Run longer with `PROPTEST_CASES=100000 cargo test -p snzoo-convert --test fuzz_frameworks --profile fuzz` (release speed, overflow checks on).
 
 use std::path::PathBuf;
 

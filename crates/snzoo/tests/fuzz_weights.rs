@@ -3,7 +3,7 @@
 //! give an error — never a panic, a hang or an allocation the file cannot justify (a metadata
 //! entry such as `layers = "10000000,1,1,1"` once built ten million blocks).
 //!
-//! Run longer with `PROPTEST_CASES=1000000 cargo test -p snzoo --test fuzz_weights --release`.
+//! Run longer with `PROPTEST_CASES=1000000 cargo test -p snzoo --test fuzz_weights --profile fuzz` (release speed, overflow checks on).
 
 use std::collections::HashMap;
 use std::sync::OnceLock;

@@ -83,7 +83,7 @@ fn number(o: &Object, field: &str) -> Option<f64> {
     o.fields.get(field).and_then(Value::as_number)
 }
 
-/// A float tensor field, contiguous, as f32, with `shape` (same element count).
+/// A float tensor field, contiguous, as f32, with `shape` (same element count, no zero sizes).
 fn tensor_field(o: &Object, field: &str, shape: &[usize]) -> Result<Option<Tensor>, String> {
     let Some(v) = o.fields.get(field) else { return Ok(None) };
     let t = match v {
@@ -91,8 +91,10 @@ fn tensor_field(o: &Object, field: &str, shape: &[usize]) -> Result<Option<Tenso
         Value::Tensor(t) => t,
         _ => return Err(format!("`{}`.{field} is not a tensor", o.class)),
     };
-    let n: usize = shape.iter().product();
-    if t.numel() != n {
+    // The expected sizes come from the file's own numbers (nOutputPlane, kW, ...): a zero or an
+    // overflowing product would let an empty tensor stand for a huge layer.
+    let n = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d).filter(|_| d > 0));
+    if n != Some(t.numel()) {
         return Err(format!("`{}`.{field} has sizes {:?}, expected {shape:?}", o.class, t.sizes));
     }
     if !t.dtype().is_some_and(DType::is_float) {
