@@ -38,7 +38,7 @@ fn main() {
         let direct = time(&mut || {
             snzoo_kernels::conv::conv2d_im2col_f32(&x, &g, n, (c, c, hw, hw), 3, 1, 1, &mut out, threads).expect("a valid shape")
         }) / n as f64;
-        let wino = time(&mut || winograd::conv3x3(&x, &u, n, (hw, hw), &mut out, threads)) / n as f64;
+        let wino = time(&mut || winograd::conv3x3(&x, &u, n, (hw, hw), None, &mut out, threads)) / n as f64;
         println!("{c:<4}{hw:>2}×{hw:<4}  {direct:>8.3}  {wino:>9.3}  {:>6.2}   {transform:>8.3}", direct / wino);
     }
 }

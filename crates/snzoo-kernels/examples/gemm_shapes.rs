@@ -73,7 +73,7 @@ fn main() {
                 // SAFETY: f32 → MaybeUninit<f32> has the same layout.
                 let c = unsafe { &mut *(c.as_mut_slice() as *mut [f32] as *mut [std::mem::MaybeUninit<f32>]) };
                 let t = time(&mut || {
-                    gemm_bf16::pack_b_pairs(&b, k, n, n, pa.pairs(), 1, &mut pb);
+                    gemm_bf16::pack_b_pairs(&b, k, n, n, pa.pairs(), 1, None, &mut pb);
                     gemm_amx::gemm_into(&pa, &pb, n, c, n, 1);
                 });
                 format!("{:>13.1}", flops / t / 1e9)

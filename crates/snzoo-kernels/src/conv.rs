@@ -9,6 +9,7 @@ use std::mem::MaybeUninit;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape};
 
+use crate::gemm_bf16::RowAffine;
 use crate::parallel::contiguous_f32;
 
 /// A kernel's reusable buffer.
@@ -373,43 +374,108 @@ pub struct Conv2dBf16 {
     pub weights: PackedWeights,
 }
 
-impl CustomOp1 for Conv2dBf16 {
-    fn name(&self) -> &'static str {
-        "conv2d-bf16"
-    }
+/// A convolution that can map its input's channels by a per-plane affine (then ReLU) as it
+/// reads them: the second half of [`NormConv`].
+pub(crate) trait MappedConv {
+    const NAME: &'static str;
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
+    /// (C_out, H_out, W_out) of this convolution of a (C_in, H, W) image; an error when the input
+    /// does not fit or the CPU lacks the kernel.
+    fn output(&self, c_in: usize, h: usize, w: usize) -> Result<(usize, usize, usize)>;
+
+    /// The convolution of the `n` contiguous (C_in, H, W) images `x` into `out` (every element
+    /// written), `image` = (C_in, H, W), each image's channels first mapped by `affine` (N·C_in
+    /// entries) when given.
+    fn run(&self, x: &[f32], n: usize, image: (usize, usize, usize), affine: Option<RowAffine>, out: &mut [MaybeUninit<f32>]);
+
+    /// The operation's result on one input tensor.
+    fn forward(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        affine: impl FnOnce(&[f32], usize) -> Result<Option<(Vec<(f32, f32)>, bool)>>,
+    ) -> Result<(CpuStorage, Shape)> {
         let (n, c_in, h, w) = l1.shape().dims4()?;
+        let (c_out, ho, wo) = self.output(c_in, h, w)?;
+        let x = contiguous_f32(Self::NAME, s1, l1)?;
+        let affine = affine(x, n)?;
+        let map = affine.as_ref().map(|(a, relu)| RowAffine { affine: a, relu: *relu });
+        // SAFETY: `run` writes every element.
+        let out = unsafe { crate::parallel::output_buffer(n * c_out * ho * wo, |out| self.run(x, n, (c_in, h, w), map, out)) };
+        Ok((CpuStorage::F32(out), Shape::from((n, c_out, ho, wo))))
+    }
+}
+
+impl MappedConv for Conv2dBf16 {
+    const NAME: &'static str = "conv2d-bf16";
+
+    fn output(&self, c_in: usize, h: usize, w: usize) -> Result<(usize, usize, usize)> {
         let (k, s, p) = (self.kernel, self.stride, self.padding);
         let (c_out, kk) = self.weights.rows_depth();
         if kk != c_in * k * k || c_in == 0 || c_out == 0 || s == 0 {
-            candle_core::bail!("conv2d-bf16: input {:?} does not fit {c_out}x{kk} packed weights ({k}x{k})", l1.shape());
+            candle_core::bail!("conv2d-bf16: a {c_in}-channel input does not fit {c_out}x{kk} packed weights ({k}x{k})");
         }
         if !self.weights.available() {
             candle_core::bail!("conv2d-bf16 needs a CPU with AVX-512 BF16 (or AMX for AMX-packed weights)");
         }
-        let x = contiguous_f32("conv2d-bf16", s1, l1)?;
-        let geometry = Geometry::new("conv2d-bf16", (h, w), k, s, p)?;
+        let g = Geometry::new("conv2d-bf16", (h, w), k, s, p)?;
+        Ok((c_out, g.ho, g.wo))
+    }
+
+    fn run(&self, x: &[f32], n: usize, (c_in, h, w): (usize, usize, usize), affine: Option<RowAffine>, out: &mut [MaybeUninit<f32>]) {
+        let (k, s, p) = (self.kernel, self.stride, self.padding);
+        let (c_out, kk) = self.weights.rows_depth();
+        let geometry = Geometry::new("conv2d-bf16", (h, w), k, s, p).expect("checked by `output`");
         let hwo = geometry.ho * geometry.wo;
         let threads = crate::parallel::threads();
         let pairs = self.weights.pairs();
-        let fill = |out: &mut [MaybeUninit<f32>]| {
-            let mut packed = take_scratch(&PACKED_COLUMNS);
-            for (i, xi) in x.chunks(c_in * h * w).enumerate() {
-                // The right-hand side, rounded and packed: the image itself for a 1×1 stride-1
-                // convolution, else its im2col matrix (`im2col_bf16`).
-                if geometry.is_direct() {
-                    crate::gemm_bf16::pack_b_pairs(xi, kk, hwo, hwo, pairs, threads, &mut packed);
-                } else {
-                    let shape = crate::im2col_bf16::Im2colShape { channels: c_in, height: h, width: w, kernel: k, stride: s, padding: p };
-                    crate::im2col_bf16::pack_b_im2col(xi, shape, pairs, threads, &mut packed);
-                }
-                self.weights.gemm_into(&packed, hwo, &mut out[i * c_out * hwo..(i + 1) * c_out * hwo], hwo, threads);
+        let mut packed = take_scratch(&PACKED_COLUMNS);
+        for (i, xi) in x.chunks(c_in * h * w).enumerate().take(n) {
+            let map = affine.map(|a| RowAffine { affine: &a.affine[i * c_in..(i + 1) * c_in], relu: a.relu });
+            // The right-hand side, rounded and packed: the image itself for a 1×1 stride-1
+            // convolution, else its im2col matrix (`im2col_bf16`).
+            if geometry.is_direct() {
+                crate::gemm_bf16::pack_b_pairs(xi, kk, hwo, hwo, pairs, threads, map, &mut packed);
+            } else {
+                let shape = crate::im2col_bf16::Im2colShape { channels: c_in, height: h, width: w, kernel: k, stride: s, padding: p };
+                crate::im2col_bf16::pack_b_im2col(xi, shape, pairs, threads, map, &mut packed);
             }
-            return_scratch(&PACKED_COLUMNS, packed);
-        };
-        // SAFETY: the GEMMs write every element of every image's output.
-        let out = unsafe { crate::parallel::output_buffer(n * c_out * hwo, fill) };
-        Ok((CpuStorage::F32(out), Shape::from((n, c_out, geometry.ho, geometry.wo))))
+            self.weights.gemm_into(&packed, hwo, &mut out[i * c_out * hwo..(i + 1) * c_out * hwo], hwo, threads);
+        }
+        return_scratch(&PACKED_COLUMNS, packed);
+    }
+}
+
+impl CustomOp1 for Conv2dBf16 {
+    fn name(&self) -> &'static str {
+        <Self as MappedConv>::NAME
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.forward(s1, l1, |_, _| Ok(None))
+    }
+}
+
+/// A normalization (then its ReLU) followed by a convolution, in one operation: the
+/// normalization's scale and shift per plane are computed from the input's moments as
+/// [`crate::norm`] computes them, then applied as the convolution reads its input (while it is
+/// rounded and packed for the bf16 GEMM, or copied into the Winograd transform's padded plane),
+/// so the normalized activations are never written out and read back. The same bits as the two
+/// operations.
+#[derive(Debug)]
+pub(crate) struct NormConv<'a, K, C> {
+    pub norm: &'a K,
+    pub conv: C,
+}
+
+impl<K: crate::norm::PlaneAffine + std::fmt::Debug, C: MappedConv + std::fmt::Debug> CustomOp1 for NormConv<'_, K, C> {
+    fn name(&self) -> &'static str {
+        "norm-conv2d"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c_in, h, w) = l1.shape().dims4()?;
+        self.norm.check(n, c_in, h, w)?;
+        self.conv.forward(s1, l1, |x, n| Ok(Some((crate::norm::plane_affine(self.norm, x, n, c_in, h * w), self.norm.relu()))))
     }
 }

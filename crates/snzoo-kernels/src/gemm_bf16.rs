@@ -136,19 +136,43 @@ impl PackedA {
     }
 }
 
+/// A per-row `v · scale + shift`, then `max(·, 0)` when `relu`, applied to B's values before
+/// they are rounded: a normalization (and its ReLU) folded into the packing of the next
+/// convolution's operand, so that the normalized activations are never stored in f32. The f32
+/// arithmetic is the normalization kernel's ([`crate::norm`]: a product, then a sum, no FMA), so
+/// the packed bits equal packing the normalized tensor.
+#[derive(Debug, Clone, Copy)]
+pub struct RowAffine<'a> {
+    /// (scale, shift) per row of B — per input channel of the convolution.
+    pub affine: &'a [(f32, f32)],
+    pub relu: bool,
+}
+
 /// Packs a row-major K×N f32 matrix (row stride `ldb`) into `out`: `[⌈N/NR⌉][⌈K/2⌉][NR][2]` bf16,
 /// zero-padded. Panics if the CPU lacks AVX-512 BF16 (check [`available`]).
 pub fn pack_b(b: &[f32], k: usize, n: usize, ldb: usize, out: &mut AlignedBf16) {
-    pack_b_pairs(b, k, n, ldb, k.div_ceil(2), 1, out)
+    pack_b_pairs(b, k, n, ldb, k.div_ceil(2), 1, None, out)
 }
 
 /// [`pack_b`] with `pairs` ≥ ⌈K/2⌉ K-pairs per panel, those past K zero (the AMX kernel's
-/// whole tiles: [`crate::gemm_amx::PackedA::pairs`]). With `threads` > 1 the pairs are split
-/// over the kernels' threads ([`crate::parallel::run_parts`]).
-pub fn pack_b_pairs(b: &[f32], k: usize, n: usize, ldb: usize, pairs: usize, threads: usize, out: &mut AlignedBf16) {
+/// whole tiles: [`crate::gemm_amx::PackedA::pairs`]), and B's rows first mapped by `affine`
+/// when given (one entry per row). With `threads` > 1 the pairs are split over the kernels'
+/// threads ([`crate::parallel::run_parts`]).
+#[allow(clippy::too_many_arguments)]
+pub fn pack_b_pairs(
+    b: &[f32],
+    k: usize,
+    n: usize,
+    ldb: usize,
+    pairs: usize,
+    threads: usize,
+    affine: Option<RowAffine>,
+    out: &mut AlignedBf16,
+) {
     assert!(k == 0 || b.len() >= (k - 1) * ldb + n, "pack_b: B is too short");
     assert!(available(), "pack_b needs AVX-512 BF16");
     assert!(pairs >= k.div_ceil(2), "pack_b: {pairs} pairs cannot hold a depth of {k}");
+    assert!(affine.is_none_or(|a| a.affine.len() >= k), "pack_b: fewer affine rows than B has");
     let len = n.div_ceil(NR) * pairs * NR * 2;
     // Every element is written below (the padding as zeros): no zero-fill of the whole buffer.
     out.set_len(len);
@@ -162,22 +186,38 @@ pub fn pack_b_pairs(b: &[f32], k: usize, n: usize, ldb: usize, pairs: usize, thr
             } else {
                 unsafe { (b.as_ptr().add(k0 * ldb), (k0 + 1 < k).then(|| b.as_ptr().add((k0 + 1) * ldb))) }
             };
+            let map = affine.filter(|_| k0 < k).map(|a| (a.affine[k0], a.affine.get(k0 + 1).copied().unwrap_or((0.0, 0.0)), a.relu));
             // SAFETY: the CPU features were checked above; `out` holds `pairs` pairs of every
             // panel and each pair is written by one caller; r0/r1 hold N values each.
             #[cfg(target_arch = "x86_64")]
             unsafe {
-                pack_pair(r0, r1, n, pair, pairs, out_addr as *mut u16)
+                pack_pair(r0, r1, map, n, pair, pairs, out_addr as *mut u16)
             };
         }
     };
     crate::parallel::split_range(threads, pairs, pack);
 }
 
+/// `v · scale + shift`, then `max(·, 0)` when `relu`, in the lanes of `mask` (zero elsewhere):
+/// [`RowAffine`] on 16 values.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f")]
+pub(crate) unsafe fn affine16(v: __m512, (scale, shift): (f32, f32), relu: bool, mask: __mmask16) -> __m512 {
+    let y = _mm512_add_ps(_mm512_mul_ps(v, _mm512_set1_ps(scale)), _mm512_set1_ps(shift));
+    // `maxps` returns its second operand when either is NaN: max(NaN, 0) = 0, as f32::max.
+    let y = if relu { _mm512_max_ps(y, _mm512_setzero_ps()) } else { y };
+    _mm512_maskz_mov_ps(mask, y)
+}
+
+/// [`RowAffine`] for one K-pair: (scale, shift) of its two rows, and the ReLU.
+type PairMap = ((f32, f32), (f32, f32), bool);
+
 /// Writes K-pair `pair` of every panel: rows `r0` and `r1` (N values each; `r1` None past the
-/// depth, and both zero when `r0` is null).
+/// depth, and both zero when `r0` is null), mapped by `map` ((scale, shift) of each row, relu)
+/// when given.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
-unsafe fn pack_pair(r0: *const f32, r1: Option<*const f32>, n: usize, pair: usize, kp: usize, out: *mut u16) {
+unsafe fn pack_pair(r0: *const f32, r1: Option<*const f32>, map: Option<PairMap>, n: usize, pair: usize, kp: usize, out: *mut u16) {
     // Interleaves the 16 values of row k (low half) with the 16 of row k+1 (high half).
     let idx: [i16; 32] = std::array::from_fn(|i| ((i % 2) * 16 + i / 2) as i16);
     let idx = _mm512_loadu_si512(idx.as_ptr().cast());
@@ -192,11 +232,17 @@ unsafe fn pack_pair(r0: *const f32, r1: Option<*const f32>, n: usize, pair: usiz
         }
         let valid = (n - col).min(16);
         let mask: __mmask16 = if valid == 16 { 0xffff } else { (1u16 << valid) - 1 };
-        let v0 = _mm512_maskz_loadu_ps(mask, r0.add(col));
-        let v1 = match r1 {
+        let mut v0 = _mm512_maskz_loadu_ps(mask, r0.add(col));
+        let mut v1 = match r1 {
             Some(r1) => _mm512_maskz_loadu_ps(mask, r1.add(col)),
             None => _mm512_setzero_ps(),
         };
+        if let Some((a0, a1, relu)) = map {
+            v0 = affine16(v0, a0, relu, mask);
+            if r1.is_some() {
+                v1 = affine16(v1, a1, relu, mask);
+            }
+        }
         // Low 16 bf16 from v0 (row k), high 16 from v1 (row k+1), then interleaved in pairs.
         let packed: __m512i = std::mem::transmute(_mm512_cvtne2ps_pbh(v1, v0));
         _mm512_storeu_si512(dst.cast(), _mm512_permutexvar_epi16(idx, packed));

@@ -13,7 +13,7 @@
 //! The packed buffer is bit for bit [`crate::gemm_bf16::pack_b_pairs`] of the f32 im2col matrix
 //! (the same rounding instruction), which the tests check.
 
-use crate::gemm_bf16::{AlignedBf16, NR};
+use crate::gemm_bf16::{AlignedBf16, RowAffine, NR};
 
 /// A k×k, stride-s, padding-p convolution of a C×H×W image.
 #[derive(Debug, Clone, Copy)]
@@ -56,15 +56,17 @@ thread_local! {
 
 /// Packs image `x` (C×H×W f32, contiguous)'s im2col matrix into `out` in
 /// [`crate::gemm_bf16::pack_b_pairs`]'s layout with `pairs` ≥ ⌈K/2⌉ K-pairs per panel (those past
-/// K zero). With `threads` > 1 the work is split over the kernels' threads ([`crate::parallel::run_parts`]). Panics if the CPU lacks
+/// K zero); with `affine` (one entry per channel) the image's values are mapped by it before they
+/// are rounded, the zero border left zero (the convolution pads the normalized image). With `threads` > 1 the work is split over the kernels' threads ([`crate::parallel::run_parts`]). Panics if the CPU lacks
 /// AVX-512 BF16 (check [`crate::gemm_bf16::available`]) or the sizes do not fit.
-pub fn pack_b_im2col(x: &[f32], shape: Im2colShape, pairs: usize, threads: usize, out: &mut AlignedBf16) {
+pub fn pack_b_im2col(x: &[f32], shape: Im2colShape, pairs: usize, threads: usize, affine: Option<RowAffine>, out: &mut AlignedBf16) {
     assert!(crate::gemm_bf16::available(), "pack_b_im2col needs AVX-512 BF16");
     let (ho, wo) = shape.output().expect("pack_b_im2col: the kernel does not fit the image");
     let Im2colShape { channels: c, height: h, width: w, stride: s, padding: p, .. } = shape;
     assert_eq!(x.len(), c * h * w, "pack_b_im2col: the image is not {c}x{h}x{w}");
     let kk = shape.depth();
     assert!(pairs >= kk.div_ceil(2), "pack_b_im2col: {pairs} pairs cannot hold a depth of {kk}");
+    assert!(affine.is_none_or(|a| a.affine.len() >= c), "pack_b_im2col: fewer affine entries than channels");
     let (hp, wp) = (h + 2 * p, w + 2 * p);
     // The padded copy's elements are addressed with i32 offsets by the gathers.
     assert!(c * hp * wp + 2 <= i32::MAX as usize, "pack_b_im2col: image too large");
@@ -77,11 +79,12 @@ pub fn pack_b_im2col(x: &[f32], shape: Im2colShape, pairs: usize, threads: usize
     crate::parallel::chunks_mut(threads, &mut padded[..c * hp * wp], hp * wp, |first, planes| {
         for (i, plane) in planes.chunks_mut(hp * wp).enumerate() {
             let ch = first + i;
+            let map = affine.map(|a| (a.affine[ch], a.relu));
             // SAFETY: channel `ch` of `x` and its padded plane are in bounds (sizes checked
             // above); the CPU has AVX-512 BF16.
             #[cfg(target_arch = "x86_64")]
             unsafe {
-                round_padded(&x[ch * h * w..(ch + 1) * h * w], h, w, p, plane.as_mut_ptr())
+                round_padded(&x[ch * h * w..(ch + 1) * h * w], h, w, p, map, plane.as_mut_ptr())
             };
         }
     });
@@ -124,10 +127,11 @@ pub fn pack_b_im2col(x: &[f32], shape: Im2colShape, pairs: usize, threads: usize
     crate::conv::return_scratch(&PADDED, padded);
 }
 
-/// Rounds one H×W channel to bf16 into `dst`, an (H+2p)×(W+2p) plane with a zero border.
+/// Rounds one H×W channel to bf16 into `dst`, an (H+2p)×(W+2p) plane with a zero border, its
+/// values first mapped by `map` ((scale, shift), relu: [`RowAffine`]) when given.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16,avx512vl")]
-unsafe fn round_padded(x: &[f32], h: usize, w: usize, p: usize, dst: *mut u16) {
+unsafe fn round_padded(x: &[f32], h: usize, w: usize, p: usize, map: Option<((f32, f32), bool)>, dst: *mut u16) {
     use std::arch::x86_64::*;
     let wp = w + 2 * p;
     std::ptr::write_bytes(dst, 0, p * wp);
@@ -139,7 +143,10 @@ unsafe fn round_padded(x: &[f32], h: usize, w: usize, p: usize, dst: *mut u16) {
         while col < w {
             let valid = (w - col).min(16);
             let mask: __mmask16 = if valid == 16 { 0xffff } else { (1u16 << valid) - 1 };
-            let v = _mm512_maskz_loadu_ps(mask, src.add(col));
+            let mut v = _mm512_maskz_loadu_ps(mask, src.add(col));
+            if let Some((a, relu)) = map {
+                v = crate::gemm_bf16::affine16(v, a, relu, mask);
+            }
             let b: __m256i = std::mem::transmute(_mm512_cvtneps_pbh(v));
             _mm256_mask_storeu_epi16(row.add(p + col).cast(), mask, b);
             col += 16;

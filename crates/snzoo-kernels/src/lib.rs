@@ -166,6 +166,38 @@ where
     residual_add(&y, residual, op.relu(), imp)
 }
 
+/// The normalization `op` of `x` (with its ReLU), then the convolution `w`, as one operation
+/// where the kernels fuse them: on the CPU, convolutions without a bias in bf16, and the f32 ones
+/// that take Winograd's path. The normalized activations then go straight into the
+/// convolution's packed operand or transform, never stored (the same bits as the two
+/// operations). `None` where they do not fuse: the caller runs the normalization and then
+/// [`conv2d`].
+pub fn norm_conv<K>(x: &Tensor, op: &K, w: &ConvWeights, precision: ConvPrecision, imp: Implementation) -> Result<Option<Tensor>>
+where
+    K: NormOp,
+{
+    if !(imp.cpu_kernels(x) && w.weight.dtype() == DType::F32 && w.bias.is_none() && fuse_norm_enabled()) {
+        return Ok(None);
+    }
+    let x = x.contiguous()?;
+    match precision {
+        ConvPrecision::Bf16 => Ok(Some(x.apply_op1_no_bwd(&conv::NormConv { norm: op, conv: w.bf16_op()? })?)),
+        ConvPrecision::F32 => {
+            let ((_, _, h, wd), (c_out, c_in, k, _)) = (x.dims4()?, w.weight.dims4()?);
+            if !winograd::applies((k, w.stride, w.padding), (c_in, c_out), (h, wd)) {
+                return Ok(None);
+            }
+            Ok(Some(x.apply_op1_no_bwd(&conv::NormConv { norm: op, conv: w.winograd_op()? })?))
+        }
+    }
+}
+
+/// Whether [`norm_conv`] fuses (`SNZOO_FUSE_NORM=0` turns it off, for comparisons).
+fn fuse_norm_enabled() -> bool {
+    static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ENABLED.get_or_init(|| std::env::var_os("SNZOO_FUSE_NORM").is_none_or(|v| v != "0"))
+}
+
 /// The normalization ops that [`norm_add`] fuses with the residual addition.
 #[allow(private_bounds)]
 pub trait NormOp: norm::PlaneAffine + std::fmt::Debug + Sync {

@@ -103,14 +103,20 @@ pub(crate) trait PlaneAffine {
     fn affine(&self, moments: &[Moments], hw: usize, out: &mut [(f32, f32)]);
 }
 
-fn run_planes<K: PlaneAffine>(k: &K, x: &[f32], residual: Option<&[f32]>, n: usize, c: usize, hw: usize, out: &mut [MaybeUninit<f32>]) {
-    assert_eq!(out.len(), x.len(), "{}: output and input lengths differ", K::NAME);
-    assert!(residual.is_none_or(|r| r.len() == x.len()), "{}: residual and input lengths differ", K::NAME);
+/// The scale and shift of each (n, c) plane of the contiguous (N, C, H·W) input `x`.
+pub(crate) fn plane_affine<K: PlaneAffine>(k: &K, x: &[f32], n: usize, c: usize, hw: usize) -> Vec<(f32, f32)> {
     let moments = if K::NEEDS_MOMENTS { plane_moments(x, hw) } else { vec![Moments { mean: 0.0, m2: 0.0 }; n * c] };
     let mut affine = vec![(0f32, 0f32); n * c];
     for s in 0..n {
         k.affine(&moments[s * c..(s + 1) * c], hw, &mut affine[s * c..(s + 1) * c]);
     }
+    affine
+}
+
+fn run_planes<K: PlaneAffine>(k: &K, x: &[f32], residual: Option<&[f32]>, n: usize, c: usize, hw: usize, out: &mut [MaybeUninit<f32>]) {
+    assert_eq!(out.len(), x.len(), "{}: output and input lengths differ", K::NAME);
+    assert!(residual.is_none_or(|r| r.len() == x.len()), "{}: residual and input lengths differ", K::NAME);
+    let affine = plane_affine(k, x, n, c, hw);
     apply_affine(x, hw, &affine, residual, k.relu(), out);
 }
 

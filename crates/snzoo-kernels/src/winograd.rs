@@ -31,6 +31,7 @@ use std::sync::OnceLock;
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape};
 
 use crate::conv::{return_scratch, take_scratch};
+use crate::gemm_bf16::RowAffine;
 
 /// Transformed points per tile (6 × 6).
 const POINTS: usize = 36;
@@ -150,16 +151,13 @@ pub struct Conv2dWinograd {
     pub weights: std::sync::Arc<TransformedWeights>,
 }
 
-impl CustomOp1 for Conv2dWinograd {
-    fn name(&self) -> &'static str {
-        "conv2d-winograd"
-    }
+impl crate::conv::MappedConv for Conv2dWinograd {
+    const NAME: &'static str = "conv2d-winograd";
 
-    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
-        let (n, c_in, h, w) = l1.shape().dims4()?;
+    fn output(&self, c_in: usize, h: usize, w: usize) -> Result<(usize, usize, usize)> {
         let (c_out, c_in_u) = self.weights.dims();
         if c_in != c_in_u {
-            candle_core::bail!("conv2d-winograd: input {:?} does not fit {c_out}x{c_in_u} weights", l1.shape());
+            candle_core::bail!("conv2d-winograd: a {c_in}-channel input does not fit {c_out}x{c_in_u} weights");
         }
         if !Level::Avx512.supported() {
             candle_core::bail!("conv2d-winograd needs a CPU with AVX-512");
@@ -167,29 +165,51 @@ impl CustomOp1 for Conv2dWinograd {
         if c_out * h * w > i32::MAX as usize {
             candle_core::bail!("conv2d-winograd: {c_out}x{h}x{w} output planes exceed 2^31 elements");
         }
-        let x = crate::parallel::contiguous_f32("conv2d-winograd", s1, l1)?;
-        let threads = crate::parallel::threads();
-        // SAFETY: the Winograd convolution writes every element of every image's output.
-        let out = unsafe { crate::parallel::output_buffer(n * c_out * h * w, |out| conv3x3(x, &self.weights, n, (h, w), out, threads)) };
-        Ok((CpuStorage::F32(out), Shape::from((n, c_out, h, w))))
+        Ok((c_out, h, w))
+    }
+
+    fn run(&self, x: &[f32], n: usize, (_, h, w): (usize, usize, usize), affine: Option<RowAffine>, out: &mut [MaybeUninit<f32>]) {
+        conv3x3(x, &self.weights, n, (h, w), affine, out, crate::parallel::threads())
+    }
+}
+
+impl CustomOp1 for Conv2dWinograd {
+    fn name(&self) -> &'static str {
+        <Self as crate::conv::MappedConv>::NAME
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
+        crate::conv::MappedConv::forward(self, s1, l1, |_, _| Ok(None))
     }
 }
 
 /// The 3×3, stride-1, padding-1 convolution of `n` images `x` ([N, C_in, H, W]) with the
 /// transformed weights `u` into `out` ([N, C_out, H, W], every element written), spread over
-/// `threads` parts of the kernels' pool.
-pub fn conv3x3(x: &[f32], u: &TransformedWeights, n: usize, (h, w): (usize, usize), out: &mut [MaybeUninit<f32>], threads: usize) {
-    conv3x3_at(Level::detect(), x, u, n, (h, w), out, threads)
+/// `threads` parts of the kernels' pool; with `affine` (N·C_in entries, image after image) the
+/// input's channels are mapped by it first (a normalization folded into the convolution; the
+/// zero padding stays zero).
+pub fn conv3x3(
+    x: &[f32],
+    u: &TransformedWeights,
+    n: usize,
+    (h, w): (usize, usize),
+    affine: Option<RowAffine>,
+    out: &mut [MaybeUninit<f32>],
+    threads: usize,
+) {
+    conv3x3_at(Level::detect(), x, u, n, (h, w), affine, out, threads)
 }
 
 /// [`conv3x3`] with the transforms compiled for `level` (for the tests: every level gives the
 /// same bits). Panics if the CPU lacks the level's features or the slices are too short.
+#[allow(clippy::too_many_arguments)]
 pub fn conv3x3_at(
     level: Level,
     x: &[f32],
     u: &TransformedWeights,
     n: usize,
     (h, w): (usize, usize),
+    affine: Option<RowAffine>,
     out: &mut [MaybeUninit<f32>],
     threads: usize,
 ) {
@@ -197,6 +217,7 @@ pub fn conv3x3_at(
     let shape = Shape3x3 { c_out, h, w };
     assert!(level.supported(), "winograd: this CPU does not run {level:?} code");
     assert!(x.len() >= n * c_in * h * w && out.len() >= n * c_out * h * w, "winograd: operands too short");
+    assert!(affine.is_none_or(|a| a.affine.len() >= n * c_in), "winograd: fewer affine entries than input planes");
     if n == 0 || c_out == 0 || h == 0 || w == 0 {
         return;
     }
@@ -214,8 +235,11 @@ pub fn conv3x3_at(
     }
     for image in 0..n {
         let xi = &x[image * c_in * h * w..(image + 1) * c_in * h * w];
+        let map = affine.map(|a| RowAffine { affine: &a.affine[image * c_in..(image + 1) * c_in], relu: a.relu });
         if c_in > 0 {
-            crate::parallel::chunks_mut(threads, &mut v[..len], POINTS * t, |c0, run| transform_input(level, xi, shape, &tables, c0, run));
+            crate::parallel::chunks_mut(threads, &mut v[..len], POINTS * t, |c0, run| {
+                transform_input(level, xi, map, shape, &tables, c0, run)
+            });
         }
         let v = &v[..len];
         let out_addr = out.as_mut_ptr() as usize;
@@ -418,27 +442,38 @@ mod avx512 {
     );
 }
 
-/// Fills `padded` ([hp][wp]) with channel `c` of image `xi` and a zero border.
-fn pad_channel(xi: &[f32], shape: Shape3x3, c: usize, padded: &mut [f32]) {
+/// Fills `padded` ([hp][wp]) with channel `c` of image `xi`, mapped by `map` ((scale, shift),
+/// relu: [`RowAffine`] as the normalization kernel computes it) when given, and a zero border.
+fn pad_channel(xi: &[f32], map: Option<((f32, f32), bool)>, shape: Shape3x3, c: usize, padded: &mut [f32]) {
     let Shape3x3 { h, w, .. } = shape;
     let wp = shape.padded().1;
     let plane = &xi[c * h * w..(c + 1) * h * w];
     padded[..wp].fill(0.0);
     for (row, src) in padded[wp..].chunks_exact_mut(wp).zip(plane.chunks_exact(w)) {
         row[0] = 0.0;
-        row[1..1 + w].copy_from_slice(src);
+        match map {
+            None => row[1..1 + w].copy_from_slice(src),
+            Some(((scale, shift), relu)) => {
+                for (d, &a) in row[1..1 + w].iter_mut().zip(src) {
+                    let y = a * scale + shift;
+                    *d = if relu { y.max(0.0) } else { y };
+                }
+            }
+        }
         row[1 + w..].fill(0.0);
     }
     padded[(1 + h) * wp..].fill(0.0);
 }
 
-/// V of image `xi` for input channels c0.. (`run` holds whole [36][T] blocks of them).
-fn transform_input(level: Level, xi: &[f32], shape: Shape3x3, tables: &Tables, c0: usize, run: &mut [f32]) {
+/// V of image `xi` (its channels mapped by `map`, one entry per channel, when given) for input
+/// channels c0.. (`run` holds whole [36][T] blocks of them).
+fn transform_input(level: Level, xi: &[f32], map: Option<RowAffine>, shape: Shape3x3, tables: &Tables, c0: usize, run: &mut [f32]) {
     let (hp, wp) = shape.padded();
     let t = tables.in_base.len();
     let mut padded = vec![0f32; hp * wp];
     for (cl, dst) in run.chunks_exact_mut(POINTS * t).enumerate() {
-        pad_channel(xi, shape, c0 + cl, &mut padded);
+        let c = c0 + cl;
+        pad_channel(xi, map.map(|m| (m.affine[c], m.relu)), shape, c, &mut padded);
         match level {
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Avx512` is only passed where the CPU has AVX-512 (checked by the caller).

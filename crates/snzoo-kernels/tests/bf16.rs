@@ -113,7 +113,7 @@ fn gemm_matches_a_reference_product(kernel: Kernel) -> Result<(), Failed> {
             }
             Kernel::Amx => {
                 let pa = gemm_amx::PackedA::new(&a, m, k);
-                pack_b_pairs(&b, k, n, ldb, pa.pairs(), 1, &mut pb);
+                pack_b_pairs(&b, k, n, ldb, pa.pairs(), 1, None, &mut pb);
                 // SAFETY: f32 → MaybeUninit<f32> has the same layout.
                 let c = unsafe { &mut *(c.as_mut_slice() as *mut [f32] as *mut [std::mem::MaybeUninit<f32>]) };
                 gemm_amx::gemm_into(&pa, &pb, n, c, ldc, 1 + m % 3);
@@ -229,10 +229,10 @@ fn im2col_packing_is_bit_identical() -> Result<(), Failed> {
         }
         for pairs in [kk.div_ceil(2), kk.div_ceil(32) * 16] {
             let mut want = AlignedBf16::new();
-            pack_b_pairs(&col, kk, n, n, pairs, 1, &mut want);
+            pack_b_pairs(&col, kk, n, n, pairs, 1, None, &mut want);
             for threads in [1, 2] {
                 let mut got = AlignedBf16::new();
-                pack_b_im2col(&x, shape, pairs, threads, &mut got);
+                pack_b_im2col(&x, shape, pairs, threads, None, &mut got);
                 let first = want.iter().zip(got.iter()).position(|(a, b)| a != b);
                 check(want.len() == got.len() && first.is_none(), || {
                     format!(

@@ -50,7 +50,7 @@ fn reference(x: &[f32], g: &[f32], n: usize, (c_in, c_out, h, w): (usize, usize,
 fn run(level: Level, x: &[f32], u: &TransformedWeights, n: usize, hw: (usize, usize), threads: usize) -> Vec<f32> {
     let (c_out, _) = u.dims();
     let mut out = vec![MaybeUninit::<f32>::uninit(); n * c_out * hw.0 * hw.1];
-    winograd::conv3x3_at(level, x, u, n, hw, &mut out, threads);
+    winograd::conv3x3_at(level, x, u, n, hw, None, &mut out, threads);
     out.into_iter().map(|v| unsafe { v.assume_init() }).collect()
 }
 

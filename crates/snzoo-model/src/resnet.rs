@@ -63,6 +63,16 @@ impl Mode {
         }
     }
 
+    /// The normalization of `x` and its ReLU, then the convolution `conv` (fused in inference
+    /// where the kernels fuse them).
+    fn norm_conv(&mut self, norm: &dyn Norm2d, x: &Tensor, conv: &ConvWeights) -> Result<Tensor> {
+        if !self.train {
+            return norm.forward_conv(x, true, conv, self.precision, self.imp);
+        }
+        let y = self.norm(norm, x, true)?;
+        self.conv(conv, &y)
+    }
+
     /// The normalization of `x`, then `+ shortcut`, then ReLU when `relu`: the end of a v1
     /// residual block (fused in inference).
     fn norm_add(&mut self, norm: &dyn Norm2d, x: &Tensor, shortcut: &Tensor, relu: bool) -> Result<Tensor> {
@@ -154,12 +164,10 @@ impl Block {
         match self.version {
             Version::V1 => {
                 let last = self.convs.len() - 1;
-                let mut out = x.clone();
-                for (conv, norm) in self.convs[..last].iter().zip(&self.norms) {
-                    let y = mode.conv(conv, &out)?;
-                    out = mode.norm(norm.as_ref(), &y, true)?;
+                let mut out = mode.conv(&self.convs[0], x)?;
+                for (conv, norm) in self.convs[1..].iter().zip(&self.norms) {
+                    out = mode.norm_conv(norm.as_ref(), &out, conv)?;
                 }
-                let out = mode.conv(&self.convs[last], &out)?;
                 let residual = match &self.shortcut {
                     Shortcut::Identity => x.clone(),
                     Shortcut::Subsample => subsample(x)?,
@@ -176,20 +184,24 @@ impl Block {
                 mode.norm_add(self.norms[last].as_ref(), &out, &residual, true)
             }
             Version::V2 => {
-                let pre = mode.norm(self.norms[0].as_ref(), x, true)?;
-                let residual = match &self.shortcut {
-                    Shortcut::Identity => x.clone(),
-                    Shortcut::Subsample => subsample(x)?,
-                    Shortcut::Conv(c) => mode.conv(c, &pre)?,
-                    Shortcut::ConvNorm(c, norm) => {
+                // The pre-activation feeds the first convolution and, in a projection block, the
+                // shortcut's: where the first convolution is its one reader, the two are fused.
+                let (norm, first) = (self.norms[0].as_ref(), &self.convs[0]);
+                let (residual, mut out) = match &self.shortcut {
+                    Shortcut::Identity => (x.clone(), mode.norm_conv(norm, x, first)?),
+                    Shortcut::Subsample => (subsample(x)?, mode.norm_conv(norm, x, first)?),
+                    Shortcut::Conv(c) => {
+                        let pre = mode.norm(norm, x, true)?;
+                        (mode.conv(c, &pre)?, mode.conv(first, &pre)?)
+                    }
+                    Shortcut::ConvNorm(c, shortcut_norm) => {
+                        let pre = mode.norm(norm, x, true)?;
                         let y = mode.conv(c, &pre)?;
-                        mode.norm(norm.as_ref(), &y, false)?
+                        (mode.norm(shortcut_norm.as_ref(), &y, false)?, mode.conv(first, &pre)?)
                     }
                 };
-                let mut out = mode.conv(&self.convs[0], &pre)?;
                 for (conv, norm) in self.convs[1..].iter().zip(&self.norms[1..]) {
-                    let y = mode.norm(norm.as_ref(), &out, true)?;
-                    out = mode.conv(conv, &y)?;
+                    out = mode.norm_conv(norm.as_ref(), &out, conv)?;
                 }
                 mode.residual(&out, &residual, false)
             }

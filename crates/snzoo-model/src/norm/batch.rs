@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
-use snzoo_kernels::{ChannelAffine, Implementation};
+use snzoo_kernels::{ChannelAffine, ConvPrecision, ConvWeights, Implementation};
 
 use super::{check_variance, values, Norm2d, NormSpec, NORM_EPS};
 
@@ -53,5 +53,8 @@ impl Norm2d for BatchNorm2d {
     }
     fn forward_add(&self, x: &Tensor, residual: &Tensor, relu: bool, imp: Implementation) -> Result<Tensor> {
         snzoo_kernels::norm_add(x, residual, &self.op(relu)?, imp)
+    }
+    fn forward_conv(&self, x: &Tensor, relu: bool, conv: &ConvWeights, precision: ConvPrecision, imp: Implementation) -> Result<Tensor> {
+        super::norm_then_conv(self, &self.op(relu)?, x, relu, conv, (precision, imp))
     }
 }

@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
-use snzoo_kernels::Implementation;
+use snzoo_kernels::{ConvPrecision, ConvWeights, Implementation, NormOp};
 
 pub use batch::BatchNorm2d;
 pub use group::GroupNorm2d;
@@ -47,6 +47,12 @@ pub trait Norm2d: std::fmt::Debug + Send + Sync {
         snzoo_kernels::residual_add(&y, residual, relu, imp)
     }
 
+    /// Inference (then a ReLU when `relu`), then the convolution `conv`: one fused operation
+    /// where the kernels have one ([`snzoo_kernels::norm_conv`]), else the two.
+    fn forward_conv(&self, x: &Tensor, relu: bool, conv: &ConvWeights, precision: ConvPrecision, imp: Implementation) -> Result<Tensor> {
+        snzoo_kernels::conv2d(&self.forward(x, relu, imp)?, conv, precision, imp)
+    }
+
     /// Training mode: the output and, where the layer keeps running statistics, the batch
     /// statistics for their update.
     fn forward_train(&self, _x: &Tensor) -> Result<(Tensor, Option<BatchStats>)> {
@@ -56,6 +62,22 @@ pub trait Norm2d: std::fmt::Debug + Send + Sync {
     /// The layer as Switchable Normalization (for `snzoo inspect`), if it is one.
     fn as_switch(&self) -> Option<&SwitchNorm2d> {
         None
+    }
+}
+
+/// [`Norm2d::forward_conv`] of a layer whose inference operation is `op`: fused where the
+/// kernels fuse it, else the layer's normalization and then the convolution.
+fn norm_then_conv<K: NormOp>(
+    layer: &dyn Norm2d,
+    op: &K,
+    x: &Tensor,
+    relu: bool,
+    conv: &ConvWeights,
+    (precision, imp): (ConvPrecision, Implementation),
+) -> Result<Tensor> {
+    match snzoo_kernels::norm_conv(x, op, conv, precision, imp)? {
+        Some(y) => Ok(y),
+        None => snzoo_kernels::conv2d(&layer.forward(x, relu, imp)?, conv, precision, imp),
     }
 }
 

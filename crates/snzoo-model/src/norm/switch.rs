@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Result, Tensor, D};
 use candle_nn::VarBuilder;
-use snzoo_kernels::{Implementation, SwitchNormInference};
+use snzoo_kernels::{ConvPrecision, ConvWeights, Implementation, SwitchNormInference};
 
 use super::{check_variance, BatchStats, Norm2d};
 
@@ -187,6 +187,9 @@ impl Norm2d for SwitchNorm2d {
     }
     fn forward_add(&self, x: &Tensor, residual: &Tensor, relu: bool, imp: Implementation) -> Result<Tensor> {
         snzoo_kernels::norm_add(x, residual, &self.inference_op(relu)?, imp)
+    }
+    fn forward_conv(&self, x: &Tensor, relu: bool, conv: &ConvWeights, precision: ConvPrecision, imp: Implementation) -> Result<Tensor> {
+        super::norm_then_conv(self, &self.inference_op(relu)?, x, relu, conv, (precision, imp))
     }
     fn forward_train(&self, x: &Tensor) -> Result<(Tensor, Option<BatchStats>)> {
         SwitchNorm2d::forward_train(self, x)

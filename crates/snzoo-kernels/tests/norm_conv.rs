@@ -1,0 +1,163 @@
+//! A normalization folded into the next convolution ([`snzoo_kernels::norm_conv`]) gives the
+//! same bits as the normalization followed by the convolution, for every normalization (SN with
+//! and without running statistics, GroupNorm, BatchNorm's channel affine), with and without the
+//! ReLU, on every path that fuses: bf16 (1×1 packed directly, k×k through the bf16 im2col) and
+//! f32 Winograd. Where the CPU lacks a path's instructions its test is reported as ignored
+//! (decided at run time), never as passed.
+
+use candle_core::{DType, Device, Tensor};
+use libtest_mimic::{Arguments, Failed, Trial};
+
+mod common;
+use snzoo_kernels::{
+    channel_affine, conv2d, group_norm, norm_conv, switch_norm, ChannelAffine, ConvPrecision, ConvWeights, GroupNormInference,
+    Implementation, NormOp, SwitchNormInference,
+};
+
+fn main() {
+    let args = Arguments::from_args();
+    let bf16 = snzoo_kernels::gemm_bf16::available();
+    let avx512 = snzoo_kernels::winograd::Level::detect() == snzoo_kernels::winograd::Level::Avx512;
+    let trials = vec![
+        Trial::test("bf16_fused_equals_norm_then_conv", || fused_equals_unfused(ConvPrecision::Bf16)).with_ignored_flag(!bf16),
+        Trial::test("f32_winograd_fused_equals_norm_then_conv", || fused_equals_unfused(ConvPrecision::F32)).with_ignored_flag(!avx512),
+        Trial::test("f32_without_winograd_is_not_fused", f32_elsewhere_is_not_fused),
+    ];
+    if !bf16 {
+        eprintln!("this CPU has no AVX-512 BF16: the bf16 fusion test is ignored");
+    }
+    if !avx512 {
+        eprintln!("this CPU has no AVX-512: the Winograd fusion test is ignored");
+    }
+    libtest_mimic::run(&args, trials).exit();
+}
+
+/// A normalization as the kernels run it on its own, and its fused form.
+trait Norm: NormOp + Sized {
+    fn alone(&self, x: &Tensor) -> Tensor;
+}
+
+impl Norm for SwitchNormInference {
+    fn alone(&self, x: &Tensor) -> Tensor {
+        switch_norm(x, self, Implementation::Fast).unwrap()
+    }
+}
+
+impl Norm for GroupNormInference {
+    fn alone(&self, x: &Tensor) -> Tensor {
+        group_norm(x, self, Implementation::Fast).unwrap()
+    }
+}
+
+impl Norm for ChannelAffine {
+    fn alone(&self, x: &Tensor) -> Tensor {
+        channel_affine(x, self, Implementation::Fast).unwrap()
+    }
+}
+
+fn values(n: usize, seed: u64, lo: f32, hi: f32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 7;
+            s ^= s << 17;
+            lo + (hi - lo) * ((s >> 40) as f32 / (1u64 << 24) as f32)
+        })
+        .collect()
+}
+
+fn switch(c: usize, running: bool, relu: bool) -> SwitchNormInference {
+    SwitchNormInference {
+        mean_mix: [0.5, 0.3, if running { 0.2 } else { 0.0 }],
+        var_mix: [0.2, 0.6, if running { 0.2 } else { 0.0 }],
+        running_mean: running.then(|| values(c, 11, -0.5, 0.5)),
+        running_var: running.then(|| values(c, 12, 0.5, 2.0)),
+        weight: values(c, 13, 0.5, 1.5),
+        bias: values(c, 14, -0.5, 0.5),
+        eps: 1e-5,
+        relu,
+    }
+}
+
+/// Compares the fused result with the two operations over the conv shapes of `precision`'s
+/// fused paths; an error names the first case that differs in any bit.
+fn check_norm<K: Norm>(op: &K, x: &Tensor, w: &ConvWeights, precision: ConvPrecision, what: &str) -> Result<(), Failed> {
+    let fused = norm_conv(x, op, w, precision, Implementation::Fast)?.ok_or_else(|| format!("{what}: not fused"))?;
+    let want = conv2d(&op.alone(x), w, precision, Implementation::Fast)?;
+    let (a, b) = (fused.flatten_all()?.to_vec1::<f32>()?, want.flatten_all()?.to_vec1::<f32>()?);
+    if fused.dims() != want.dims() || a.iter().zip(&b).any(|(p, q)| p.to_bits() != q.to_bits()) {
+        let diff = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
+        return Err(format!("{what}: fused {:?} differs from norm then conv {:?} (max |Δ| {diff:e})", fused.dims(), want.dims()).into());
+    }
+    Ok(())
+}
+
+fn fused_equals_unfused(precision: ConvPrecision) -> Result<(), Failed> {
+    let dev = Device::Cpu;
+    // (batch, c_in, c_out, h, w, kernel, stride, padding): for bf16 the kernel tests' shapes
+    // (1×1 packed directly, strided 1×1, 3×3 and odd kernels through the im2col) with at least
+    // the two positions SN's unbiased variance needs; Winograd's (3×3, stride 1, at least 32
+    // tiles per image).
+    let cases: Vec<common::Case> = match precision {
+        ConvPrecision::Bf16 => common::CASES.into_iter().filter(|c| c.3 * c.4 >= 2).collect(),
+        ConvPrecision::F32 => vec![(2, 16, 16, 24, 24, 3, 1, 1), (1, 8, 32, 29, 31, 3, 1, 1)],
+    };
+    for (n, ci, co, h, wd, k, s, p) in cases {
+        // Inputs with an offset and spread per channel, as a convolution's output has.
+        let x = Tensor::from_vec(values(n * ci * h * wd, 1, -2.0, 3.0), (n, ci, h, wd), &dev)?;
+        let weight = Tensor::from_vec(values(co * ci * k * k, 2, -0.3, 0.3), (co, ci, k, k), &dev)?;
+        let w = ConvWeights::new(weight, None, s, p);
+        let shape = format!("{precision:?} {n}x{ci}x{h}x{wd} → {co}, {k}x{k}/{s} pad {p}");
+        for relu in [true, false] {
+            check_norm(&switch(ci, true, relu), &x, &w, precision, &format!("SN {shape}, relu {relu}"))?;
+            check_norm(&switch(ci, false, relu), &x, &w, precision, &format!("SN without BN {shape}, relu {relu}"))?;
+            let gn = GroupNormInference {
+                groups: if ci % 2 == 0 { 2 } else { 1 },
+                weight: values(ci, 3, 0.5, 1.5),
+                bias: values(ci, 4, -0.5, 0.5),
+                eps: 1e-5,
+                relu,
+            };
+            check_norm(&gn, &x, &w, precision, &format!("GN {shape}, relu {relu}"))?;
+            let bn = ChannelAffine::batch_norm(
+                &values(ci, 5, 0.5, 1.5),
+                &values(ci, 6, -0.5, 0.5),
+                &values(ci, 7, -1.0, 1.0),
+                &values(ci, 8, 0.5, 2.0),
+                1e-5,
+                relu,
+            );
+            check_norm(&bn, &x, &w, precision, &format!("BN {shape}, relu {relu}"))?;
+        }
+    }
+    Ok(())
+}
+
+/// f32 convolutions outside Winograd's path (1×1, strided, small images), biased convolutions,
+/// other dtypes and the plain implementation are left to the caller: `None`.
+fn f32_elsewhere_is_not_fused() -> Result<(), Failed> {
+    let dev = Device::Cpu;
+    let op = switch(8, true, true);
+    let x = Tensor::from_vec(values(2 * 8 * 24 * 24, 1, -2.0, 3.0), (2, 8, 24, 24), &dev)?;
+    let conv = |k: usize, s: usize, bias: bool| {
+        let weight = Tensor::from_vec(values(8 * 8 * k * k, 2, -0.3, 0.3), (8, 8, k, k), &dev).unwrap();
+        ConvWeights::new(weight, bias.then(|| Tensor::zeros(8, DType::F32, &dev).unwrap()), s, k / 2)
+    };
+    let none = |x: &Tensor, w: &ConvWeights, precision, imp| norm_conv(x, &op, w, precision, imp).map(|t| t.is_none());
+    let cases = [
+        (none(&x, &conv(1, 1, false), ConvPrecision::F32, Implementation::Fast)?, "f32 1x1"),
+        (none(&x, &conv(3, 2, false), ConvPrecision::F32, Implementation::Fast)?, "f32 3x3 stride 2"),
+        (
+            none(&x.narrow(2, 0, 8)?.narrow(3, 0, 8)?, &conv(3, 1, false), ConvPrecision::F32, Implementation::Fast)?,
+            "f32 3x3 on 8x8 (4 tiles)",
+        ),
+        (none(&x, &conv(3, 1, true), ConvPrecision::Bf16, Implementation::Fast)?, "biased"),
+        (none(&x, &conv(3, 1, false), ConvPrecision::Bf16, Implementation::Plain)?, "plain"),
+        (none(&x.to_dtype(DType::F64)?, &conv(3, 1, false), ConvPrecision::F32, Implementation::Fast)?, "f64 input"),
+    ];
+    match cases.iter().find(|(is_none, _)| !is_none) {
+        Some((_, what)) => Err(format!("{what}: fused where no kernel fuses it").into()),
+        None => Ok(()),
+    }
+}
