@@ -92,8 +92,10 @@ pub struct MaxPool3x3S2 {
 impl MaxPool3x3S2 {
     /// Writes every element of `out` (one output plane), separably: each output row's window rows
     /// are reduced to one row (whole rows at a time, which vectorises), then each output takes
-    /// the maximum of its columns of it. NaN propagates, as in PyTorch.
-    fn plane(&self, x: &[f32], h: usize, w: usize, out: &mut [MaybeUninit<f32>]) {
+    /// the maximum of its columns of it. NaN propagates, as in PyTorch. With `map` ((scale,
+    /// shift), relu) the input values are first mapped as the normalization kernel maps them
+    /// (a normalization folded into the pool).
+    fn plane(&self, x: &[f32], h: usize, w: usize, map: Option<((f32, f32), bool)>, out: &mut [MaybeUninit<f32>]) {
         let ((_, py), (wo, px)) = (self.padding.geometry(h), self.padding.geometry(w));
         let take = |m: f32, v: f32| if v > m || v.is_nan() { v } else { m };
         let mut rows = vec![f32::NEG_INFINITY; w];
@@ -102,8 +104,13 @@ impl MaxPool3x3S2 {
             let y1 = (2 * oy + 3).saturating_sub(py).min(h);
             rows.fill(f32::NEG_INFINITY);
             for y in y0..y1 {
-                for (m, &v) in rows.iter_mut().zip(&x[y * w..(y + 1) * w]) {
-                    *m = take(*m, v);
+                let src = &x[y * w..(y + 1) * w];
+                match map {
+                    None => rows.iter_mut().zip(src).for_each(|(m, &v)| *m = take(*m, v)),
+                    Some(((scale, shift), true)) => {
+                        rows.iter_mut().zip(src).for_each(|(m, &v)| *m = take(*m, (v * scale + shift).max(0.0)))
+                    }
+                    Some(((scale, shift), false)) => rows.iter_mut().zip(src).for_each(|(m, &v)| *m = take(*m, v * scale + shift)),
                 }
             }
             for (ox, o) in row.iter_mut().enumerate() {
@@ -121,6 +128,19 @@ impl CustomOp1 for MaxPool3x3S2 {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.forward(s, l, |_, _| None)
+    }
+}
+
+impl MaxPool3x3S2 {
+    /// The pool of one input tensor, its planes first mapped by `affine(x, n)` ((scale, shift) per
+    /// (n, c) plane, and the ReLU) when that gives one.
+    fn forward(
+        &self,
+        s: &CpuStorage,
+        l: &Layout,
+        affine: impl FnOnce(&[f32], usize) -> Option<(Vec<(f32, f32)>, bool)>,
+    ) -> Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = l.shape().dims4()?;
         if h == 0 || w == 0 {
             candle_core::bail!("max-pool-3x3-s2: empty input {:?}", l.shape());
@@ -130,17 +150,41 @@ impl CustomOp1 for MaxPool3x3S2 {
         if n * c == 0 {
             return Ok((CpuStorage::F32(Vec::new()), Shape::from((n, c, ho, wo))));
         }
+        let affine = affine(x, n);
         let fill = |out: &mut [MaybeUninit<f32>]| {
             let threads = if x.len() < 2 * CHUNK { 1 } else { crate::parallel::threads() };
             crate::parallel::chunks_mut(threads, out, ho * wo, |first, run| {
-                for (o, x) in run.chunks_mut(ho * wo).zip(x[first * h * w..].chunks(h * w)) {
-                    self.plane(x, h, w, o);
+                for (i, (o, x)) in run.chunks_mut(ho * wo).zip(x[first * h * w..].chunks(h * w)).enumerate() {
+                    let map = affine.as_ref().map(|(a, relu)| (a[first + i], *relu));
+                    self.plane(x, h, w, map, o);
                 }
             });
         };
         // SAFETY: one output plane per input plane, each fully written by `plane`.
         let out = unsafe { crate::parallel::output_buffer(n * c * ho * wo, fill) };
         Ok((CpuStorage::F32(out), Shape::from((n, c, ho, wo))))
+    }
+}
+
+/// A normalization (then its ReLU) followed by the 3×3/2 max-pool, in one pass over the input:
+/// the scale and shift per plane from the input's moments ([`crate::norm`]), applied as the pool
+/// reads each value, so the normalized map is never written out (the same bits as the two
+/// operations).
+#[derive(Debug)]
+pub(crate) struct NormMaxPool<'a, K> {
+    pub norm: &'a K,
+    pub pool: MaxPool3x3S2,
+}
+
+impl<K: crate::norm::PlaneAffine + std::fmt::Debug> CustomOp1 for NormMaxPool<'_, K> {
+    fn name(&self) -> &'static str {
+        "norm-max-pool-3x3-s2"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (n, c, h, w) = l.shape().dims4()?;
+        self.norm.check(n, c, h, w)?;
+        self.pool.forward(s, l, |x, n| Some((crate::norm::plane_affine(self.norm, x, n, c, h * w), self.norm.relu())))
     }
 }
 

@@ -192,7 +192,23 @@ where
     }
 }
 
-/// Whether [`norm_conv`] fuses (`SNZOO_FUSE_NORM=0` turns it off, for comparisons).
+/// The normalization `op` of `x` (with its ReLU), then [`max_pool_3x3_s2`], in one pass where
+/// the kernels run (f32 on the CPU): the pool maps each value as it reads it, the normalized map
+/// is never stored (the same bits as the two operations). `None` elsewhere: the caller runs the
+/// two.
+pub fn norm_max_pool_3x3_s2<K>(x: &Tensor, op: &K, padding: PoolPadding, imp: Implementation) -> Result<Option<Tensor>>
+where
+    K: NormOp,
+{
+    if !(imp.cpu_kernels(x) && fuse_norm_enabled()) {
+        return Ok(None);
+    }
+    let op = elementwise::NormMaxPool { norm: op, pool: elementwise::MaxPool3x3S2 { padding } };
+    Ok(Some(x.contiguous()?.apply_op1_no_bwd(&op)?))
+}
+
+/// Whether [`norm_conv`] and [`norm_max_pool_3x3_s2`] fuse (`SNZOO_FUSE_NORM=0` turns them off,
+/// for comparisons).
 fn fuse_norm_enabled() -> bool {
     static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ENABLED.get_or_init(|| std::env::var_os("SNZOO_FUSE_NORM").is_none_or(|v| v != "0"))

@@ -356,13 +356,13 @@ impl ResNet {
     /// normalization) when `None`.
     fn trunk(&self, x: &Tensor, mode: &mut Mode, stop: Option<usize>) -> Result<Tensor> {
         let y = mode.conv(&self.conv1, x)?;
-        let x = mode.norm(self.norm1.as_ref(), &y, true)?;
         // 3×3/2 max-pool with padding 1. Its input is non-negative (after a ReLU), so zero padding
         // gives exactly what PyTorch's -inf padding gives.
         let mut x = if mode.train {
+            let x = mode.norm(self.norm1.as_ref(), &y, true)?;
             max_pool_3x3_s2_differentiable(&x, self.config.style.stem_pool())?
         } else {
-            snzoo_kernels::max_pool_3x3_s2(&x, self.config.style.stem_pool(), mode.imp)?
+            self.norm1.forward_max_pool(&y, true, self.config.style.stem_pool(), mode.imp)?
         };
         for (stage, blocks) in self.layers.iter().enumerate() {
             for block in blocks {

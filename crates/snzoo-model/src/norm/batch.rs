@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
-use snzoo_kernels::{ChannelAffine, ConvPrecision, ConvWeights, Implementation};
+use snzoo_kernels::{ChannelAffine, ConvPrecision, ConvWeights, Implementation, PoolPadding};
 
 use super::{check_variance, values, Norm2d, NormSpec, NORM_EPS};
 
@@ -56,5 +56,8 @@ impl Norm2d for BatchNorm2d {
     }
     fn forward_conv(&self, x: &Tensor, relu: bool, conv: &ConvWeights, precision: ConvPrecision, imp: Implementation) -> Result<Tensor> {
         super::norm_then_conv(self, &self.op(relu)?, x, relu, conv, (precision, imp))
+    }
+    fn forward_max_pool(&self, x: &Tensor, relu: bool, padding: PoolPadding, imp: Implementation) -> Result<Tensor> {
+        super::norm_then_max_pool(self, &self.op(relu)?, x, relu, padding, imp)
     }
 }

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
-use snzoo_kernels::{ConvPrecision, ConvWeights, GroupNormInference, Implementation};
+use snzoo_kernels::{ConvPrecision, ConvWeights, GroupNormInference, Implementation, PoolPadding};
 
 use super::{values, Norm2d, NormSpec, DEFAULT_GROUPS, NORM_EPS};
 
@@ -48,5 +48,8 @@ impl Norm2d for GroupNorm2d {
     }
     fn forward_conv(&self, x: &Tensor, relu: bool, conv: &ConvWeights, precision: ConvPrecision, imp: Implementation) -> Result<Tensor> {
         super::norm_then_conv(self, &self.op(relu)?, x, relu, conv, (precision, imp))
+    }
+    fn forward_max_pool(&self, x: &Tensor, relu: bool, padding: PoolPadding, imp: Implementation) -> Result<Tensor> {
+        super::norm_then_max_pool(self, &self.op(relu)?, x, relu, padding, imp)
     }
 }

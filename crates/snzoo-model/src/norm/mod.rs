@@ -17,7 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use candle_core::{DType, Result, Tensor};
 use candle_nn::VarBuilder;
-use snzoo_kernels::{ConvPrecision, ConvWeights, Implementation, NormOp};
+use snzoo_kernels::{ConvPrecision, ConvWeights, Implementation, NormOp, PoolPadding};
 
 pub use batch::BatchNorm2d;
 pub use group::GroupNorm2d;
@@ -53,6 +53,12 @@ pub trait Norm2d: std::fmt::Debug + Send + Sync {
         snzoo_kernels::conv2d(&self.forward(x, relu, imp)?, conv, precision, imp)
     }
 
+    /// Inference (then a ReLU when `relu`), then the stem's 3×3/2 max-pool: one pass where the
+    /// kernels have one ([`snzoo_kernels::norm_max_pool_3x3_s2`]), else the two.
+    fn forward_max_pool(&self, x: &Tensor, relu: bool, padding: PoolPadding, imp: Implementation) -> Result<Tensor> {
+        snzoo_kernels::max_pool_3x3_s2(&self.forward(x, relu, imp)?, padding, imp)
+    }
+
     /// Training mode: the output and, where the layer keeps running statistics, the batch
     /// statistics for their update.
     fn forward_train(&self, _x: &Tensor) -> Result<(Tensor, Option<BatchStats>)> {
@@ -78,6 +84,22 @@ fn norm_then_conv<K: NormOp>(
     match snzoo_kernels::norm_conv(x, op, conv, precision, imp)? {
         Some(y) => Ok(y),
         None => snzoo_kernels::conv2d(&layer.forward(x, relu, imp)?, conv, precision, imp),
+    }
+}
+
+/// [`Norm2d::forward_max_pool`] of a layer whose inference operation is `op`: fused where the
+/// kernels fuse it, else the layer's normalization and then the pool.
+fn norm_then_max_pool<K: NormOp>(
+    layer: &dyn Norm2d,
+    op: &K,
+    x: &Tensor,
+    relu: bool,
+    padding: PoolPadding,
+    imp: Implementation,
+) -> Result<Tensor> {
+    match snzoo_kernels::norm_max_pool_3x3_s2(x, op, padding, imp)? {
+        Some(y) => Ok(y),
+        None => snzoo_kernels::max_pool_3x3_s2(&layer.forward(x, relu, imp)?, padding, imp),
     }
 }
 

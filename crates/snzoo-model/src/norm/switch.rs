@@ -2,7 +2,7 @@
 
 use candle_core::{DType, Result, Tensor, D};
 use candle_nn::VarBuilder;
-use snzoo_kernels::{ConvPrecision, ConvWeights, Implementation, SwitchNormInference};
+use snzoo_kernels::{ConvPrecision, ConvWeights, Implementation, PoolPadding, SwitchNormInference};
 
 use super::{check_variance, BatchStats, Norm2d};
 
@@ -190,6 +190,9 @@ impl Norm2d for SwitchNorm2d {
     }
     fn forward_conv(&self, x: &Tensor, relu: bool, conv: &ConvWeights, precision: ConvPrecision, imp: Implementation) -> Result<Tensor> {
         super::norm_then_conv(self, &self.inference_op(relu)?, x, relu, conv, (precision, imp))
+    }
+    fn forward_max_pool(&self, x: &Tensor, relu: bool, padding: PoolPadding, imp: Implementation) -> Result<Tensor> {
+        super::norm_then_max_pool(self, &self.inference_op(relu)?, x, relu, padding, imp)
     }
     fn forward_train(&self, x: &Tensor) -> Result<(Tensor, Option<BatchStats>)> {
         SwitchNorm2d::forward_train(self, x)

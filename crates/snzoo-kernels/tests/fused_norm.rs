@@ -1,8 +1,9 @@
-//! A normalization folded into the next convolution ([`snzoo_kernels::norm_conv`]) gives the
-//! same bits as the normalization followed by the convolution, for every normalization (SN with
-//! and without running statistics, GroupNorm, BatchNorm's channel affine), with and without the
-//! ReLU, on every path that fuses: bf16 (1×1 packed directly, k×k through the bf16 im2col) and
-//! f32 Winograd. Where the CPU lacks a path's instructions its test is reported as ignored
+//! A normalization folded into the next convolution ([`snzoo_kernels::norm_conv`]) or into the
+//! stem's max-pool ([`snzoo_kernels::norm_max_pool_3x3_s2`]) gives the same bits as the
+//! normalization followed by the other operation, for every normalization (SN with and without
+//! running statistics, GroupNorm, BatchNorm's channel affine), with and without the ReLU, on
+//! every path that fuses: bf16 (1×1 packed directly, k×k through the bf16 im2col), f32 Winograd,
+//! and the pool with each framework's padding. Where the CPU lacks a path's instructions its test is reported as ignored
 //! (decided at run time), never as passed.
 
 use candle_core::{DType, Device, Tensor};
@@ -10,8 +11,8 @@ use libtest_mimic::{Arguments, Failed, Trial};
 
 mod common;
 use snzoo_kernels::{
-    channel_affine, conv2d, group_norm, norm_conv, switch_norm, ChannelAffine, ConvPrecision, ConvWeights, GroupNormInference,
-    Implementation, NormOp, SwitchNormInference,
+    channel_affine, conv2d, group_norm, max_pool_3x3_s2, norm_conv, norm_max_pool_3x3_s2, switch_norm, ChannelAffine, ConvPrecision,
+    ConvWeights, GroupNormInference, Implementation, NormOp, PoolPadding, SwitchNormInference,
 };
 
 fn main() {
@@ -22,6 +23,7 @@ fn main() {
         Trial::test("bf16_fused_equals_norm_then_conv", || fused_equals_unfused(ConvPrecision::Bf16)).with_ignored_flag(!bf16),
         Trial::test("f32_winograd_fused_equals_norm_then_conv", || fused_equals_unfused(ConvPrecision::F32)).with_ignored_flag(!avx512),
         Trial::test("f32_without_winograd_is_not_fused", f32_elsewhere_is_not_fused),
+        Trial::test("norm_max_pool_equals_norm_then_pool", norm_max_pool_equals_unfused),
     ];
     if !bf16 {
         eprintln!("this CPU has no AVX-512 BF16: the bf16 fusion test is ignored");
@@ -80,15 +82,19 @@ fn switch(c: usize, running: bool, relu: bool) -> SwitchNormInference {
     }
 }
 
-/// Compares the fused result with the two operations over the conv shapes of `precision`'s
-/// fused paths; an error names the first case that differs in any bit.
+/// Compares the fused convolution with the normalization then the convolution; an error names
+/// the case when they differ in any bit.
 fn check_norm<K: Norm>(op: &K, x: &Tensor, w: &ConvWeights, precision: ConvPrecision, what: &str) -> Result<(), Failed> {
     let fused = norm_conv(x, op, w, precision, Implementation::Fast)?.ok_or_else(|| format!("{what}: not fused"))?;
     let want = conv2d(&op.alone(x), w, precision, Implementation::Fast)?;
+    same_bits(&fused, &want, what)
+}
+
+fn same_bits(fused: &Tensor, want: &Tensor, what: &str) -> Result<(), Failed> {
     let (a, b) = (fused.flatten_all()?.to_vec1::<f32>()?, want.flatten_all()?.to_vec1::<f32>()?);
     if fused.dims() != want.dims() || a.iter().zip(&b).any(|(p, q)| p.to_bits() != q.to_bits()) {
         let diff = a.iter().zip(&b).map(|(p, q)| (p - q).abs()).fold(0f32, f32::max);
-        return Err(format!("{what}: fused {:?} differs from norm then conv {:?} (max |Δ| {diff:e})", fused.dims(), want.dims()).into());
+        return Err(format!("{what}: fused {:?} differs from the two operations {:?} (max |Δ| {diff:e})", fused.dims(), want.dims()).into());
     }
     Ok(())
 }
@@ -160,4 +166,42 @@ fn f32_elsewhere_is_not_fused() -> Result<(), Failed> {
         Some((_, what)) => Err(format!("{what}: fused where no kernel fuses it").into()),
         None => Ok(()),
     }
+}
+
+fn norm_max_pool_equals_unfused() -> Result<(), Failed> {
+    let dev = Device::Cpu;
+    for (n, c, h, w) in [(2, 4, 16, 16), (1, 3, 15, 9), (3, 2, 2, 3), (1, 8, 112, 112)] {
+        let x = Tensor::from_vec(values(n * c * h * w, 9, -2.0, 3.0), (n, c, h, w), &dev)?;
+        for padding in [PoolPadding::Torch, PoolPadding::TfSame, PoolPadding::CaffeCeil] {
+            for relu in [true, false] {
+                let what = format!("{n}x{c}x{h}x{w}, {padding:?}, relu {relu}");
+                let pool = |op: &dyn Fn(&Tensor) -> Tensor| max_pool_3x3_s2(&op(&x), padding, Implementation::Fast);
+                let fused = |r: candle_core::Result<Option<Tensor>>, name: &str| {
+                    r?.ok_or_else(|| Failed::from(format!("{name} {what}: not fused")))
+                };
+                let sn = switch(c, true, relu);
+                same_bits(
+                    &fused(norm_max_pool_3x3_s2(&x, &sn, padding, Implementation::Fast), "SN")?,
+                    &pool(&|x| sn.alone(x))?,
+                    &format!("SN {what}"),
+                )?;
+                let gn = GroupNormInference { groups: 1, weight: values(c, 3, 0.5, 1.5), bias: values(c, 4, -0.5, 0.5), eps: 1e-5, relu };
+                same_bits(
+                    &fused(norm_max_pool_3x3_s2(&x, &gn, padding, Implementation::Fast), "GN")?,
+                    &pool(&|x| gn.alone(x))?,
+                    &format!("GN {what}"),
+                )?;
+                // A negative scale: the pool must map before it takes the maximum.
+                let mut scale = values(c, 5, 0.5, 1.5);
+                scale[0] = -scale[0];
+                let bn = ChannelAffine { scale, shift: values(c, 6, -0.5, 0.5), relu };
+                same_bits(
+                    &fused(norm_max_pool_3x3_s2(&x, &bn, padding, Implementation::Fast), "BN")?,
+                    &pool(&|x| bn.alone(x))?,
+                    &format!("BN {what}"),
+                )?;
+            }
+        }
+    }
+    Ok(())
 }
