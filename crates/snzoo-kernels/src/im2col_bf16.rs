@@ -89,15 +89,15 @@ pub fn pack_b_im2col(x: &[f32], shape: Im2colShape, pairs: usize, threads: usize
         }
     });
 
-    // Each output position's offset in a padded channel, and whether each group of 16 is one
-    // contiguous run (read by loads instead of gathers).
+    // Each output position's offset in a padded channel, and how each group of 16 is read: as
+    // a few contiguous runs (stride 1: a group crosses at most a few output rows) by masked
+    // loads, else by gathers.
     let groups = n.div_ceil(16);
     let mut offsets = vec![0i32; groups * 16];
     for (i, o) in offsets.iter_mut().enumerate().take(n) {
         *o = ((i / wo) * s * wp + (i % wo) * s) as i32;
     }
-    let contiguous: Vec<bool> =
-        (0..groups).map(|g| g * 16 + 16 <= n && (1..16).all(|j| offsets[g * 16 + j] == offsets[g * 16] + j as i32)).collect();
+    let reads: Vec<GroupRead> = (0..groups).map(|g| GroupRead::new(&offsets[g * 16..g * 16 + 16], (n - g * 16).min(16))).collect();
 
     // Each row's tap offset, made once (not two divisions per pair and panel).
     let row_offsets: Vec<usize> = (0..kk).map(|r| shape.row_offset(r)).collect();
@@ -118,7 +118,7 @@ pub fn pack_b_im2col(x: &[f32], shape: Im2colShape, pairs: usize, threads: usize
                     let dst = panel.as_mut_ptr().add(pair * NR * 2);
                     for half in 0..NR / 16 {
                         let col = (first + i) * NR + half * 16;
-                        pack_piece(src.as_ptr(), rows, &offsets, &contiguous, col, n, dst.add(half * 32));
+                        pack_piece(src.as_ptr(), rows, &offsets, &reads, col, n, dst.add(half * 32));
                     }
                 }
             }
@@ -156,6 +156,38 @@ unsafe fn round_padded(x: &[f32], h: usize, w: usize, p: usize, map: Option<((f3
     std::ptr::write_bytes(dst.add((p + h) * wp), 0, p * wp);
 }
 
+/// Most contiguous runs a group of 16 positions is read in by masked loads (more: gathers).
+const MAX_RUNS: usize = 4;
+
+/// How one group of 16 output positions is read from a padded channel.
+#[derive(Debug, Clone, Copy)]
+enum GroupRead {
+    /// In up to [`MAX_RUNS`] runs of consecutive elements: run j covers the lanes of `masks[j]`,
+    /// lane l of it at offset `bases[j] + l` (`bases[j]` = the run's first offset minus its first
+    /// lane, so one masked load of 16 lanes at `bases[j]` reads it).
+    Runs { count: usize, masks: [u16; MAX_RUNS], bases: [i32; MAX_RUNS] },
+    /// By a gather of the 16 offsets.
+    Gather,
+}
+
+impl GroupRead {
+    /// The reads of the `valid` first positions of a group whose offsets are `offsets` (16).
+    fn new(offsets: &[i32], valid: usize) -> Self {
+        let (mut count, mut masks, mut bases) = (0, [0u16; MAX_RUNS], [0i32; MAX_RUNS]);
+        for lane in 0..valid {
+            if lane == 0 || offsets[lane] != offsets[lane - 1] + 1 {
+                if count == MAX_RUNS {
+                    return GroupRead::Gather;
+                }
+                bases[count] = offsets[lane] - lane as i32;
+                count += 1;
+            }
+            masks[count - 1] |= 1 << lane;
+        }
+        GroupRead::Runs { count, masks, bases }
+    }
+}
+
 /// Writes the 16 columns `col`.. of one K-pair (64 bytes at `dst`): for each output position,
 /// the bf16 at `rows.0 + offset` then the one at `rows.1 + offset` (zero past the depth, and
 /// both zero for positions past `n` or when `rows` is None).
@@ -165,7 +197,7 @@ unsafe fn pack_piece(
     src: *const u16,
     rows: Option<(usize, Option<usize>)>,
     offsets: &[i32],
-    contiguous: &[bool],
+    reads: &[GroupRead],
     col: usize,
     n: usize,
     dst: *mut u16,
@@ -177,29 +209,42 @@ unsafe fn pack_piece(
     };
     let valid = (n - col).min(16);
     let mask: __mmask16 = if valid == 16 { 0xffff } else { (1u16 << valid) - 1 };
-    let packed = if contiguous[col / 16] {
-        // One run: 16 bf16 of each row, interleaved in pairs.
-        let at = offsets[col] as usize;
-        let lo = _mm256_loadu_si256(src.add(r0 + at).cast());
-        let hi = match r1 {
-            Some(r1) => _mm256_loadu_si256(src.add(r1 + at).cast()),
-            None => _mm256_setzero_si256(),
-        };
-        let idx: [i16; 32] = std::array::from_fn(|i| ((i % 2) * 16 + i / 2) as i16);
-        let both = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
-        _mm512_permutexvar_epi16(_mm512_loadu_si512(idx.as_ptr().cast()), both)
-    } else {
-        // Gathers of 4 bytes at each position (the bf16 wanted in the low half).
-        let vidx = _mm512_loadu_si512(offsets.as_ptr().add(col).cast());
-        let zero = _mm512_setzero_si512();
-        let g0 = _mm512_mask_i32gather_epi32::<2>(zero, mask, vidx, src.add(r0).cast());
-        let low = _mm512_and_si512(g0, _mm512_set1_epi32(0xffff));
-        match r1 {
-            Some(r1) => {
-                let g1 = _mm512_mask_i32gather_epi32::<2>(zero, mask, vidx, src.add(r1).cast());
-                _mm512_or_si512(low, _mm512_slli_epi32::<16>(g1))
+    let packed = match reads[col / 16] {
+        GroupRead::Runs { count, masks, bases } => {
+            // Each run by a masked load whose lane l reads `base + l`: the lanes outside the run
+            // are neither read nor changed (AVX-512 masked loads do not touch masked-off lanes,
+            // so the base may lie before the row it reads).
+            let run_loads = |row: usize| {
+                let mut v = _mm256_setzero_si256();
+                for j in 0..count {
+                    let at = src.wrapping_add(row).wrapping_offset(bases[j] as isize);
+                    v = _mm256_mask_loadu_epi16(v, masks[j], at.cast());
+                }
+                v
+            };
+            let lo = run_loads(r0);
+            let hi = match r1 {
+                Some(r1) => run_loads(r1),
+                None => _mm256_setzero_si256(),
+            };
+            // Interleaved in pairs: row r0's value of each position, then row r1's.
+            let idx: [i16; 32] = std::array::from_fn(|i| ((i % 2) * 16 + i / 2) as i16);
+            let both = _mm512_inserti64x4::<1>(_mm512_castsi256_si512(lo), hi);
+            _mm512_permutexvar_epi16(_mm512_loadu_si512(idx.as_ptr().cast()), both)
+        }
+        GroupRead::Gather => {
+            // Gathers of 4 bytes at each position (the bf16 wanted in the low half).
+            let vidx = _mm512_loadu_si512(offsets.as_ptr().add(col).cast());
+            let zero = _mm512_setzero_si512();
+            let g0 = _mm512_mask_i32gather_epi32::<2>(zero, mask, vidx, src.add(r0).cast());
+            let low = _mm512_and_si512(g0, _mm512_set1_epi32(0xffff));
+            match r1 {
+                Some(r1) => {
+                    let g1 = _mm512_mask_i32gather_epi32::<2>(zero, mask, vidx, src.add(r1).cast());
+                    _mm512_or_si512(low, _mm512_slli_epi32::<16>(g1))
+                }
+                None => low,
             }
-            None => low,
         }
     };
     _mm512_storeu_si512(dst.cast(), packed);

@@ -200,6 +200,9 @@ fn im2col_packing_is_bit_identical() -> Result<(), Failed> {
         (64, 56, 56, 3, 1, 1),
         (64, 28, 28, 3, 2, 1),
         (32, 14, 14, 3, 1, 1),
+        // Groups of 16 positions over 4 output rows (read in 4 runs) and over 6 (gathered).
+        (5, 9, 4, 3, 1, 1),
+        (3, 6, 3, 3, 1, 1),
     ];
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     for (c, h, w, k, s, p) in shapes {
