@@ -393,12 +393,12 @@ pub(crate) trait MappedConv {
         &self,
         s1: &CpuStorage,
         l1: &Layout,
-        affine: impl FnOnce(&[f32], usize) -> Result<Option<(Vec<(f32, f32)>, bool)>>,
+        affine: impl FnOnce(&[f32], usize) -> Option<(Vec<(f32, f32)>, bool)>,
     ) -> Result<(CpuStorage, Shape)> {
         let (n, c_in, h, w) = l1.shape().dims4()?;
         let (c_out, ho, wo) = self.output(c_in, h, w)?;
         let x = contiguous_f32(Self::NAME, s1, l1)?;
-        let affine = affine(x, n)?;
+        let affine = affine(x, n);
         let map = affine.as_ref().map(|(a, relu)| RowAffine { affine: a, relu: *relu });
         // SAFETY: `run` writes every element.
         let out = unsafe { crate::parallel::output_buffer(n * c_out * ho * wo, |out| self.run(x, n, (c_in, h, w), map, out)) };
@@ -452,7 +452,7 @@ impl CustomOp1 for Conv2dBf16 {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.forward(s1, l1, |_, _| Ok(None))
+        self.forward(s1, l1, |_, _| None)
     }
 }
 
@@ -476,6 +476,6 @@ impl<K: crate::norm::PlaneAffine + std::fmt::Debug, C: MappedConv + std::fmt::De
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c_in, h, w) = l1.shape().dims4()?;
         self.norm.check(n, c_in, h, w)?;
-        self.conv.forward(s1, l1, |x, n| Ok(Some((crate::norm::plane_affine(self.norm, x, n, c_in, h * w), self.norm.relu()))))
+        self.conv.forward(s1, l1, |x, n| Some((crate::norm::plane_affine(self.norm, x, n, c_in, h * w), self.norm.relu())))
     }
 }
