@@ -1,7 +1,7 @@
 //! The compute kernels of snzoo's networks, apart from the models that use them.
 //!
 //! A model asks for an operation ([`conv2d`], [`switch_norm`], [`group_norm`],
-//! [`channel_affine`], [`residual_add`], [`max_pool_3x3_s2`]) and this layer picks the
+//! [`channel_affine`], [`residual_add`], [`max_pool_3x3_s2`], [`linear`]) and this layer picks the
 //! implementation: snzoo's own CPU kernels for f32 inference (im2col + GEMM convolutions,
 //! [`winograd`] for the 3×3 ones of the first stages on AVX-512, the
 //! bf16 GEMMs on AMX tiles or AVX-512 BF16, fused normalization + ReLU, scheduled one image per thread by
@@ -16,6 +16,7 @@ pub mod elementwise;
 pub mod gemm_amx;
 pub mod gemm_bf16;
 pub mod im2col_bf16;
+pub mod linear;
 pub mod norm;
 pub mod parallel;
 pub mod winograd;
@@ -236,6 +237,24 @@ impl NormOp for GroupNormInference {
 impl NormOp for ChannelAffine {
     fn plain_without_relu(&self, x: &Tensor) -> Result<Tensor> {
         norm::channel_affine_plain(x, &ChannelAffine { relu: false, ..self.clone() })
+    }
+}
+
+/// A fully connected layer: `x` (N, K) times `weight` (M, K) transposed, plus `bias` (M), as
+/// `candle_nn::Linear` computes it for rows; on the CPU by [`linear::Linear`].
+pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, imp: Implementation) -> Result<Tensor> {
+    let fits = x.rank() == 2 && weight.dtype() == DType::F32 && bias.is_none_or(|b| b.dtype() == DType::F32);
+    if imp.cpu_kernels(x) && fits {
+        let (x, w) = (x.contiguous()?, weight.contiguous()?);
+        return match bias {
+            Some(b) => x.apply_op3_no_bwd(&w, &b.contiguous()?, &linear::Linear),
+            None => x.apply_op2_no_bwd(&w, &linear::Linear),
+        };
+    }
+    let y = x.matmul(&weight.t()?)?;
+    match bias {
+        Some(b) => y.broadcast_add(b),
+        None => Ok(y),
     }
 }
 
