@@ -399,10 +399,10 @@ impl ResNet {
 
     /// Logits (N, num_classes) for a normalized image batch (N, 3, H, W).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.per_sample(x, |xi| {
-            let features = self.features_mode(xi, &mut self.inference_mode(Implementation::Fast))?;
-            snzoo_kernels::linear(&features, self.fc.weight(), self.fc.bias(), Implementation::Fast)
-        })
+        // The classifier runs once for the whole batch (its weights read once, not per image);
+        // each row's result is the same at any batch size.
+        let features = self.features(x)?;
+        snzoo_kernels::linear(&features, self.fc.weight(), self.fc.bias(), Implementation::Fast)
     }
 
     /// [`forward`](Self::forward) with every operation through plain candle operations instead of
