@@ -113,10 +113,24 @@ impl MaxPool3x3S2 {
                     Some(((scale, shift), false)) => rows.iter_mut().zip(src).for_each(|(m, &v)| *m = take(*m, v * scale + shift)),
                 }
             }
-            for (ox, o) in row.iter_mut().enumerate() {
+            // Outputs whose window lies inside the row take its three values in a loop without
+            // bounds (it vectorises); the edges fold over their clipped windows. Same order of
+            // comparisons either way, so the same bits.
+            let inside = px.div_ceil(2)..if w + px >= 3 { ((w + px - 3) / 2 + 1).min(wo) } else { 0 };
+            let edge = |ox: usize| {
                 let x0 = (2 * ox).saturating_sub(px);
                 let x1 = (2 * ox + 3).saturating_sub(px).min(w);
-                o.write(rows[x0..x1].iter().fold(f32::NEG_INFINITY, |m, &v| take(m, v)));
+                rows[x0..x1].iter().fold(f32::NEG_INFINITY, |m, &v| take(m, v))
+            };
+            if inside.start < inside.end {
+                let first = 2 * inside.start - px;
+                let windows = rows[first..first + 2 * inside.len() + 1].windows(3).step_by(2);
+                for (o, v) in row[inside.clone()].iter_mut().zip(windows) {
+                    o.write(take(take(take(f32::NEG_INFINITY, v[0]), v[1]), v[2]));
+                }
+            }
+            for ox in (0..inside.start.min(wo)).chain(inside.end.max(inside.start)..wo) {
+                row[ox].write(edge(ox));
             }
         }
     }
