@@ -161,6 +161,30 @@ impl Geometry {
         // Output columns whose input column ix = ox·s + kx − p lies inside the image.
         let lo = (p.saturating_sub(kx)).div_ceil(s).min(wo);
         let hi = if w + p > kx { ((w + p - kx - 1) / s + 1).min(wo) } else { 0 }.max(lo);
+        if s == 1 && wo == w && hi > lo {
+            // A "same" stride-1 convolution: the row's valid part is the plane shifted by
+            // (ky − p) rows and (kx − p) columns, i.e. one copy of consecutive values, whose
+            // positions outside [lo, hi) of each output row (values of the neighbouring input row)
+            // are then zeroed. One copy instead of one per output row (14 of 14 values each at
+            // ResNet's 14×14 stage, where the per-row copies cost 5 % of an f32 forward pass).
+            let (oy0, n) = (oys.start, oys.len());
+            // Output rows j whose input row oy0 + j + ky − p lies inside the image.
+            let first_j = (p as isize - (oy0 + ky) as isize).clamp(0, n as isize) as usize;
+            let end_j = (h as isize + p as isize - (oy0 + ky) as isize).clamp(first_j as isize, n as isize) as usize;
+            row[..first_j * wo].fill(0.0);
+            row[end_j * wo..n * wo].fill(0.0);
+            if end_j > first_j {
+                let (t0, t1) = (first_j * wo + lo, (end_j - 1) * wo + hi);
+                // Input index of output index t: t + (oy0 + ky − p)·w + kx − p (≥ 0 from t0 on).
+                let src0 = ((oy0 + first_j + ky - p) * w + lo + kx) - p;
+                row[t0..t1].copy_from_slice(&plane[src0..src0 + (t1 - t0)]);
+                for j in first_j..end_j {
+                    row[j * wo..j * wo + lo].fill(0.0);
+                    row[j * wo + hi..(j + 1) * wo].fill(0.0);
+                }
+            }
+            return;
+        }
         for (j, oy) in oys.enumerate() {
             let dst = &mut row[j * wo..(j + 1) * wo];
             let iy = (oy * s + ky) as isize - p as isize;
