@@ -7,16 +7,8 @@ use candle_core::{Device, Tensor};
 use snzoo_kernels::linear::{forward_at, Level};
 use snzoo_kernels::Implementation;
 
-/// Deterministic values in [-1, 1).
-fn values(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+mod common;
+use common::values;
 
 fn run(level: Level, x: &[f32], w: &[f32], bias: Option<&[f32]>, nkm: (usize, usize, usize), threads: usize) -> Vec<f32> {
     let mut out = vec![MaybeUninit::new(f32::NAN); nkm.0 * nkm.2];

@@ -7,16 +7,8 @@ use candle_core::{Device, Tensor};
 use snzoo_kernels::winograd::{self, Level, TransformedWeights};
 use snzoo_kernels::{conv2d, ConvPrecision, ConvWeights, Implementation};
 
-/// Deterministic values in [-1, 1).
-fn values(len: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+mod common;
+use common::values;
 
 /// The 3×3, stride-1, padding-1 correlation in f64.
 fn reference(x: &[f32], g: &[f32], n: usize, (c_in, c_out, h, w): (usize, usize, usize, usize)) -> Vec<f64> {
