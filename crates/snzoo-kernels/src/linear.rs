@@ -21,7 +21,7 @@ use crate::parallel::contiguous_f32;
 /// Partial sums per dot product.
 const LANES: usize = 64;
 
-/// Outputs below which the product stays on the calling thread (K·M multiply-adds each part).
+/// Products (K·M multiply-adds per row) below which the layer stays on the calling thread.
 const PARALLEL_MIN_PRODUCTS: usize = 1 << 16;
 
 /// Σ a[k]·b[k] in [`LANES`] partial sums added pairwise (the module's order).
@@ -126,18 +126,18 @@ pub fn forward_at(
     assert!(bias.is_none_or(|b| b.len() == m), "linear: the bias does not have {m} values");
     // Output columns (classes) per part: each part reads its own rows of W once for all N rows.
     let threads = if k * m < PARALLEL_MIN_PRODUCTS { 1 } else { threads };
-    let parts = threads.clamp(1, m.max(1));
     let out_addr = out.as_mut_ptr() as usize;
-    crate::parallel::run_parts(parts, |part| {
-        let cols = m * part / parts..m * (part + 1) / parts;
+    crate::parallel::split_range(threads, m, |cols| {
         for o in cols {
             let row = &w[o * k..(o + 1) * k];
-            let b = bias.map_or(0.0, |b| b[o]);
             for i in 0..n {
                 let v = level.dot(&x[i * k..(i + 1) * k], row);
-                let v = if bias.is_some() { v + b } else { v };
+                let v = match bias {
+                    Some(b) => v + b[o],
+                    None => v,
+                };
                 // SAFETY: `out` holds n·m elements (asserted) and each (i, o) is written by the
-                // one part that owns column o.
+                // one range that holds column o.
                 unsafe { (*(out_addr as *mut MaybeUninit<f32>).add(i * m + o)).write(v) };
             }
         }
