@@ -6,11 +6,14 @@
 
 use std::cell::RefCell;
 use std::mem::MaybeUninit;
+use std::sync::OnceLock;
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, Layout, Result, Shape, Tensor};
 
 use crate::gemm_bf16::RowAffine;
+use crate::norm::Moments;
 use crate::parallel::contiguous_f32;
+use crate::plane_stats::Partial;
 
 /// A kernel's reusable buffer.
 pub(crate) trait Scratch: Default {
@@ -376,11 +379,12 @@ impl PackedWeights {
         }
     }
 
-    /// C = weights · B by the kernel the weights were packed for.
-    fn gemm_into(&self, b: &[u16], n: usize, c: &mut [MaybeUninit<f32>], ldc: usize, threads: usize) {
+    /// C = weights · B by the kernel the weights were packed for, and with `partials` its rows'
+    /// moments in each 32-column panel.
+    fn gemm_into(&self, b: &[u16], n: usize, c: &mut [MaybeUninit<f32>], threads: usize, partials: Option<&mut [Partial]>) {
         match self {
-            Self::Avx512(a) => crate::gemm_bf16::gemm_into(a, b, n, c, ldc, threads),
-            Self::Amx(a) => crate::gemm_amx::gemm_into(a, b, n, c, ldc, threads),
+            Self::Avx512(a) => crate::gemm_bf16::gemm_into_with_partials(a, b, n, c, n, threads, partials),
+            Self::Amx(a) => crate::gemm_amx::gemm_into_with_partials(a, b, n, c, n, threads, partials),
         }
     }
 }
@@ -407,25 +411,45 @@ pub(crate) trait MappedConv {
     /// does not fit or the CPU lacks the kernel.
     fn output(&self, c_in: usize, h: usize, w: usize) -> Result<(usize, usize, usize)>;
 
+    /// Whether [`MappedConv::run`] computes its output planes' moments.
+    const MOMENTS: bool = false;
+
     /// The convolution of the `n` contiguous (C_in, H, W) images `x` into `out` (every element
     /// written), `image` = (C_in, H, W), each image's channels first mapped by `affine` (N·C_in
-    /// entries) when given.
-    fn run(&self, x: &[f32], n: usize, image: (usize, usize, usize), affine: Option<RowAffine>, out: &mut [MaybeUninit<f32>]);
+    /// entries) when given; where [`MappedConv::MOMENTS`] and `moments` is given, also the
+    /// moments of each of the N·C_out output planes.
+    fn run(
+        &self,
+        x: &[f32],
+        n: usize,
+        image: (usize, usize, usize),
+        affine: Option<RowAffine>,
+        out: &mut [MaybeUninit<f32>],
+        moments: Option<&mut [Moments]>,
+    );
 
-    /// The operation's result on one input tensor.
+    /// The operation's result on one input tensor; with `moments` its output planes' moments go
+    /// there, where the convolution computes them.
     fn forward(
         &self,
         s1: &CpuStorage,
         l1: &Layout,
         affine: impl FnOnce(&[f32], usize) -> Option<(Vec<(f32, f32)>, bool)>,
+        moments: Option<&OnceLock<Vec<Moments>>>,
     ) -> Result<(CpuStorage, Shape)> {
         let (n, c_in, h, w) = l1.shape().dims4()?;
         let (c_out, ho, wo) = self.output(c_in, h, w)?;
         let x = contiguous_f32(Self::NAME, s1, l1)?;
         let affine = affine(x, n);
         let map = affine.as_ref().map(|(a, relu)| RowAffine { affine: a, relu: *relu });
+        let mut stats = (Self::MOMENTS && moments.is_some()).then(|| vec![Moments { mean: 0.0, m2: 0.0 }; n * c_out]);
         // SAFETY: `run` writes every element.
-        let out = unsafe { crate::parallel::output_buffer(n * c_out * ho * wo, |out| self.run(x, n, (c_in, h, w), map, out)) };
+        let out = unsafe {
+            crate::parallel::output_buffer(n * c_out * ho * wo, |out| self.run(x, n, (c_in, h, w), map, out, stats.as_deref_mut()))
+        };
+        if let (Some(stats), Some(moments)) = (stats, moments) {
+            let _ = moments.set(stats);
+        }
         Ok((CpuStorage::F32(out), Shape::from((n, c_out, ho, wo))))
     }
 }
@@ -446,13 +470,29 @@ impl MappedConv for Conv2dBf16 {
         Ok((c_out, g.ho, g.wo))
     }
 
-    fn run(&self, x: &[f32], n: usize, (c_in, h, w): (usize, usize, usize), affine: Option<RowAffine>, out: &mut [MaybeUninit<f32>]) {
+    const MOMENTS: bool = true;
+
+    fn run(
+        &self,
+        x: &[f32],
+        n: usize,
+        (c_in, h, w): (usize, usize, usize),
+        affine: Option<RowAffine>,
+        out: &mut [MaybeUninit<f32>],
+        mut moments: Option<&mut [Moments]>,
+    ) {
         let (k, s, p) = (self.kernel, self.stride, self.padding);
         let (c_out, kk) = self.weights.rows_depth();
         let geometry = Geometry::new("conv2d-bf16", (h, w), k, s, p).expect("checked by `output`");
         let hwo = geometry.ho * geometry.wo;
         let threads = crate::parallel::threads();
         let pairs = self.weights.pairs();
+        // Both GEMMs store 32-column panels.
+        const PANEL: usize = crate::gemm_bf16::NR;
+        let mut partials = match moments {
+            Some(_) => vec![Partial::default(); c_out * hwo.div_ceil(PANEL)],
+            None => Vec::new(),
+        };
         let mut packed = take_scratch(&PACKED_COLUMNS);
         for (i, xi) in x.chunks(c_in * h * w).enumerate().take(n) {
             let map = affine.map(|a| RowAffine { affine: &a.affine[i * c_in..(i + 1) * c_in], relu: a.relu });
@@ -464,7 +504,14 @@ impl MappedConv for Conv2dBf16 {
                 let shape = crate::im2col_bf16::Im2colShape { channels: c_in, height: h, width: w, kernel: k, stride: s, padding: p };
                 crate::im2col_bf16::pack_b_im2col(xi, shape, pairs, threads, map, &mut packed);
             }
-            self.weights.gemm_into(&packed, hwo, &mut out[i * c_out * hwo..(i + 1) * c_out * hwo], hwo, threads);
+            let c = &mut out[i * c_out * hwo..(i + 1) * c_out * hwo];
+            match moments.as_deref_mut() {
+                Some(m) => {
+                    self.weights.gemm_into(&packed, hwo, c, threads, Some(&mut partials));
+                    crate::plane_stats::merge(&partials, hwo, PANEL, &mut m[i * c_out..(i + 1) * c_out], threads);
+                }
+                None => self.weights.gemm_into(&packed, hwo, c, threads, None),
+            }
         }
         return_scratch(&PACKED_COLUMNS, packed);
     }
@@ -476,7 +523,36 @@ impl CustomOp1 for Conv2dBf16 {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
-        self.forward(s1, l1, |_, _| None)
+        self.forward(s1, l1, |_, _| None, None)
+    }
+}
+
+impl Conv2dBf16 {
+    /// The convolution of the (N, C_in, H, W) tensor `x`, and the moments of each of the N·C_out
+    /// output planes (image after image): their mean and sum of squared deviations, computed
+    /// from each block of the output as the GEMM stored it ([`crate::plane_stats`]).
+    pub fn forward_with_moments(&self, x: &Tensor) -> Result<(Tensor, Vec<Moments>)> {
+        let op = Recording { conv: self, moments: OnceLock::new() };
+        let y = x.contiguous()?.apply_op1_no_bwd(&op)?;
+        let moments = op.moments.into_inner().ok_or_else(|| candle_core::Error::Msg("conv2d-bf16 runs on the CPU only".into()))?;
+        Ok((y, moments))
+    }
+}
+
+/// A convolution as an operation that keeps its output planes' moments.
+#[derive(Debug)]
+struct Recording<'a, C> {
+    conv: &'a C,
+    moments: OnceLock<Vec<Moments>>,
+}
+
+impl<C: MappedConv + std::fmt::Debug> CustomOp1 for Recording<'_, C> {
+    fn name(&self) -> &'static str {
+        C::NAME
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
+        self.conv.forward(s1, l1, |_, _| None, Some(&self.moments))
     }
 }
 
@@ -486,10 +562,16 @@ impl CustomOp1 for Conv2dBf16 {
 /// rounded and packed for the bf16 GEMM, or copied into the Winograd transform's padded plane),
 /// so the normalized activations are never written out and read back. The same bits as the two
 /// operations.
+///
+/// `input_moments` are the input planes' moments where the operation that made the input
+/// computed them ([`crate::plane_stats`]); with `moments`, the output's go there where this
+/// convolution computes them.
 #[derive(Debug)]
 pub(crate) struct NormConv<'a, K, C> {
     pub norm: &'a K,
     pub conv: C,
+    pub input_moments: Option<Vec<Moments>>,
+    pub moments: Option<OnceLock<Vec<Moments>>>,
 }
 
 impl<K: crate::norm::PlaneAffine + std::fmt::Debug, C: MappedConv + std::fmt::Debug> CustomOp1 for NormConv<'_, K, C> {
@@ -500,6 +582,12 @@ impl<K: crate::norm::PlaneAffine + std::fmt::Debug, C: MappedConv + std::fmt::De
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c_in, h, w) = l1.shape().dims4()?;
         self.norm.check(n, c_in, h, w)?;
-        self.conv.forward(s1, l1, |x, n| Some((crate::norm::plane_affine(self.norm, x, n, c_in, h * w), self.norm.relu())))
+        let known = self.input_moments.as_deref();
+        self.conv.forward(
+            s1,
+            l1,
+            |x, n| Some((crate::norm::plane_affine(self.norm, x, known, n, c_in, h * w), self.norm.relu())),
+            self.moments.as_ref(),
+        )
     }
 }

@@ -188,6 +188,8 @@ impl MaxPool3x3S2 {
 pub(crate) struct NormMaxPool<'a, K> {
     pub norm: &'a K,
     pub pool: MaxPool3x3S2,
+    /// The input planes' moments where the operation that made the input computed them.
+    pub input_moments: Option<Vec<crate::norm::Moments>>,
 }
 
 impl<K: crate::norm::PlaneAffine + std::fmt::Debug> CustomOp1 for NormMaxPool<'_, K> {
@@ -198,7 +200,8 @@ impl<K: crate::norm::PlaneAffine + std::fmt::Debug> CustomOp1 for NormMaxPool<'_
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> Result<(CpuStorage, Shape)> {
         let (n, c, h, w) = l.shape().dims4()?;
         self.norm.check(n, c, h, w)?;
-        self.pool.forward(s, l, |x, n| Some((crate::norm::plane_affine(self.norm, x, n, c, h * w), self.norm.relu())))
+        let known = self.input_moments.as_deref();
+        self.pool.forward(s, l, |x, n| Some((crate::norm::plane_affine(self.norm, x, known, n, c, h * w), self.norm.relu())))
     }
 }
 

@@ -107,6 +107,21 @@ impl PackedA {
 /// none read. With `threads` > 1 the blocks are split over the kernels' threads ([`crate::parallel::run_parts`]). Panics if the CPU
 /// lacks AMX (check [`available`]) or a size is off.
 pub fn gemm_into(a: &PackedA, b: &[u16], n: usize, c: &mut [MaybeUninit<f32>], ldc: usize, threads: usize) {
+    gemm_into_with_partials(a, b, n, c, ldc, threads, None)
+}
+
+/// [`gemm_into`], and with `partials` (⌈N/32⌉ panels × M rows) each row's
+/// [`Partial`](crate::plane_stats::Partial) in each 32-column panel, computed from each block as
+/// it is stored.
+pub fn gemm_into_with_partials(
+    a: &PackedA,
+    b: &[u16],
+    n: usize,
+    c: &mut [MaybeUninit<f32>],
+    ldc: usize,
+    threads: usize,
+    partials: Option<&mut [crate::plane_stats::Partial]>,
+) {
     assert!(available(), "gemm_amx needs AMX-BF16");
     let (m, kp) = (a.m, a.pairs());
     assert_eq!(b.len(), n.div_ceil(NB) * kp * NB * 2, "gemm_amx: packed B does not match A's depth and N");
@@ -116,14 +131,21 @@ pub fn gemm_into(a: &PackedA, b: &[u16], n: usize, c: &mut [MaybeUninit<f32>], l
     }
     let (mblocks, npanels) = (m.div_ceil(MB), n.div_ceil(NB));
     let c_addr = c.as_mut_ptr() as usize;
+    let partials_addr = match partials {
+        Some(p) => {
+            assert_eq!(p.len(), m * npanels, "gemm_amx: partials do not match M and N");
+            p.as_mut_ptr() as usize
+        }
+        None => 0,
+    };
     let by_columns = npanels >= mblocks;
     let parts = threads.clamp(1, if by_columns { npanels } else { mblocks });
     crate::parallel::run_parts(parts, |part| {
         let split = |len: usize| len * part / parts..len * (part + 1) / parts;
         let (rows, cols) = if by_columns { (0..mblocks, split(npanels)) } else { (split(mblocks), 0..npanels) };
         // SAFETY: the CPU has AMX (asserted), `b` matches `a` and `n`, C holds (m−1)·ldc + n
-        // values, and the parts' blocks are disjoint.
-        unsafe { gemm_blocks(a, b, n, c_addr as *mut f32, ldc, rows, cols) };
+        // values, the partials (when given) m × npanels, and the parts' blocks are disjoint.
+        unsafe { gemm_blocks(a, b, n, (c_addr as *mut f32, ldc), partials_addr as *mut crate::plane_stats::Partial, rows, cols) };
     });
 }
 
@@ -152,18 +174,20 @@ static CONFIG: TileConfig = TileConfig::new();
 #[repr(C, align(64))]
 struct Block([f32; MB * NB]);
 
-/// The blocks `rows` × `cols` of C = A · B, each over the whole depth.
+/// The blocks `rows` × `cols` of C = A · B, each over the whole depth; and, unless `partials` is
+/// null, each block's row partials.
 ///
 /// # Safety
 /// The CPU has AMX and the OS granted it ([`available`]); `b` matches `a` and `n`; `c` points to
-/// at least (M−1)·ldc + n writable f32 that no one else touches in these blocks.
+/// at least (M−1)·ldc + n writable f32 that no one else touches in these blocks; `partials` is
+/// null or points to ⌈N/NB⌉ × M writable partials, likewise.
 #[cfg(target_arch = "x86_64")]
 unsafe fn gemm_blocks(
     a: &PackedA,
     b: &[u16],
     n: usize,
-    c: *mut f32,
-    ldc: usize,
+    (c, ldc): (*mut f32, usize),
+    partials: *mut crate::plane_stats::Partial,
     rows: std::ops::Range<usize>,
     cols: std::ops::Range<usize>,
 ) {
@@ -180,6 +204,15 @@ unsafe fn gemm_blocks(
         let nrows = (m - mb * MB).min(MB);
         // A whole block is stored straight into C; an edge block into `block`, then copied.
         let whole = nrows == MB && ncols == NB;
+        if !partials.is_null() {
+            // The block's lines of C, fetched for writing while the tiles multiply: the partials
+            // read the block back at once, and would otherwise wait for the stores' misses.
+            for r in 0..nrows {
+                let line = c.add((mb * MB + r) * ldc + np * NB) as *const i8;
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_ET0 }>(line);
+                std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_ET0 }>(line.add(64));
+            }
+        }
         let (out, so) = if whole { (c.add(mb * MB * ldc + np * NB), ldc * 4) } else { (block.0.as_mut_ptr(), NB * 4) };
         // Tiles 0–3 accumulate the block: [A rows 0–15 | 16–31] × [B columns 0–15 | 16–31].
         // Per step, A advances one 32×32 tile pair (2048 bytes), B 16 pairs (16 × 128 bytes).
@@ -223,6 +256,11 @@ unsafe fn gemm_blocks(
                 std::ptr::copy_nonoverlapping(block.0.as_ptr().add(r * NB), dst, ncols);
             }
         }
+        if !partials.is_null() {
+            // Read back at once, from L1 (an edge block from its buffer).
+            let (src, ld) = if whole { (out as *const f32, ldc) } else { (block.0.as_ptr(), NB) };
+            crate::plane_stats::block_partials(src, ld, nrows, ncols, partials.add(np * m + mb * MB));
+        }
     };
     // The operand reused across the inner loop stays in cache while the other streams past it:
     // with more A blocks than B panels (the deep layers: many channels, few positions) each A
@@ -246,8 +284,8 @@ unsafe fn gemm_blocks(
     _a: &PackedA,
     _b: &[u16],
     _n: usize,
-    _c: *mut f32,
-    _ldc: usize,
+    _c: (*mut f32, usize),
+    _partials: *mut crate::plane_stats::Partial,
     _rows: std::ops::Range<usize>,
     _cols: std::ops::Range<usize>,
 ) {

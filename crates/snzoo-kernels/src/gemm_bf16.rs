@@ -260,6 +260,21 @@ pub fn gemm(a: &PackedA, b: &[u16], n: usize, c: &mut [f32], ldc: usize, threads
 
 /// [`gemm`](fn@gemm) into an uninitialised C: the first N columns of its M rows are written, nothing read.
 pub fn gemm_into(a: &PackedA, b: &[u16], n: usize, c: &mut [MaybeUninit<f32>], ldc: usize, threads: usize) {
+    gemm_into_with_partials(a, b, n, c, ldc, threads, None)
+}
+
+/// [`gemm_into`], and with `partials` (⌈N/NR⌉ panels × M rows) each row's
+/// [`Partial`](crate::plane_stats::Partial) in each NR-column panel, computed from each tile as
+/// its last depth block is stored.
+pub fn gemm_into_with_partials(
+    a: &PackedA,
+    b: &[u16],
+    n: usize,
+    c: &mut [MaybeUninit<f32>],
+    ldc: usize,
+    threads: usize,
+    partials: Option<&mut [crate::plane_stats::Partial]>,
+) {
     assert!(available(), "gemm_bf16 needs AVX-512 BF16");
     let (m, kp) = (a.m, a.kp);
     assert_eq!(b.len(), n.div_ceil(NR) * kp * NR * 2, "gemm_bf16: packed B does not match A's depth and N");
@@ -269,18 +284,34 @@ pub fn gemm_into(a: &PackedA, b: &[u16], n: usize, c: &mut [MaybeUninit<f32>], l
     }
     let panels = m.div_ceil(MR);
     let c_addr = c.as_mut_ptr() as usize;
+    let partials_addr = match partials {
+        Some(p) => {
+            assert_eq!(p.len(), m * n.div_ceil(NR), "gemm_bf16: partials do not match M and N");
+            p.as_mut_ptr() as usize
+        }
+        None => 0,
+    };
     crate::parallel::split_range(threads, panels, |range| {
-        // SAFETY: the parts' row panels are disjoint, so no two tasks write the same rows of C.
-        unsafe { gemm_panels(a, b, n, c_addr as *mut f32, ldc, range) }
+        // SAFETY: the parts' row panels are disjoint, so no two tasks write the same rows of C
+        // or of the partials.
+        unsafe { gemm_panels(a, b, n, (c_addr as *mut f32, ldc), partials_addr as *mut crate::plane_stats::Partial, range) }
     });
 }
 
-/// The row panels `panels` of C = A · B.
+/// The row panels `panels` of C = A · B, and unless `partials` is null their rows' partials.
 ///
 /// # Safety
 /// The CPU has AVX-512 BF16, `b` matches `a` and `n`, and `c` points to at least
-/// (M−1)·ldc + n writable f32 that no one else touches in these row panels.
-unsafe fn gemm_panels(a: &PackedA, b: &[u16], n: usize, c: *mut f32, ldc: usize, panels: std::ops::Range<usize>) {
+/// (M−1)·ldc + n writable f32 that no one else touches in these row panels; `partials` is null
+/// or points to ⌈N/NR⌉ × M writable partials, likewise.
+unsafe fn gemm_panels(
+    a: &PackedA,
+    b: &[u16],
+    n: usize,
+    (c, ldc): (*mut f32, usize),
+    partials: *mut crate::plane_stats::Partial,
+    panels: std::ops::Range<usize>,
+) {
     let (m, kp) = (a.m, a.kp);
     #[cfg(target_arch = "x86_64")]
     for k0 in (0..kp).step_by(KC) {
@@ -294,11 +325,14 @@ unsafe fn gemm_panels(a: &PackedA, b: &[u16], n: usize, c: *mut f32, ldc: usize,
                 let cp = c.add(mp * MR * ldc + np * NR);
                 // The kernel reads whole zero-padded panels and writes rows < m, columns < n.
                 kernel(ap, bp, kl, cp, ldc, rows, cols, k0 > 0);
+                if k0 + kl == kp && !partials.is_null() {
+                    crate::plane_stats::block_partials(cp, ldc, rows, cols, partials.add(np * m + mp * MR));
+                }
             }
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
-    let _ = (m, kp, b, n, c, ldc, panels);
+    let _ = (m, kp, b, n, c, ldc, partials, panels);
 }
 
 /// One MR×NR tile of C over `kl` K-pairs.

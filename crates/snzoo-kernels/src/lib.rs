@@ -19,9 +19,10 @@ pub mod im2col_bf16;
 pub mod linear;
 pub mod norm;
 pub mod parallel;
+pub mod plane_stats;
 pub mod winograd;
 
-use candle_core::{DType, Result, Tensor};
+use candle_core::{CustomOp1, DType, Result, Tensor};
 
 pub use elementwise::PoolPadding;
 pub use norm::{ChannelAffine, GroupNormInference, SwitchNormInference};
@@ -109,6 +110,11 @@ pub fn conv2d(x: &Tensor, w: &ConvWeights, precision: ConvPrecision, imp: Implem
     let y = if imp.cpu_kernels(x) && w.weight.dtype() == DType::F32 {
         let x = x.contiguous()?;
         match precision {
+            ConvPrecision::Bf16 if fuse_norm_enabled() => {
+                let (y, moments) = w.bf16_op()?.forward_with_moments(&x)?;
+                plane_stats::record(&y, moments);
+                y
+            }
             ConvPrecision::Bf16 => x.apply_op1_no_bwd(&w.bf16_op()?)?,
             ConvPrecision::F32 => {
                 let ((_, _, h, wd), (c_out, c_in, k, _)) = (x.dims4()?, w.weight.dims4()?);
@@ -128,10 +134,33 @@ pub fn conv2d(x: &Tensor, w: &ConvWeights, precision: ConvPrecision, imp: Implem
     }
 }
 
+/// The moments of `x`'s planes where the kernel that made it filed them ([`plane_stats`]).
+fn known_moments<K: norm::PlaneAffine>(x: &Tensor) -> Option<Vec<norm::Moments>> {
+    if K::NEEDS_MOMENTS {
+        plane_stats::take(x)
+    } else {
+        None
+    }
+}
+
+/// A normalization kernel `p` on the CPU, with the input's moments where they are known.
+fn normalize_cpu<K>(x: &Tensor, p: &K) -> Result<Tensor>
+where
+    K: norm::PlaneAffine + CustomOp1 + std::fmt::Debug,
+{
+    let x = x.contiguous()?;
+    match known_moments::<K>(&x) {
+        Some(moments) => x.apply_op1_no_bwd(&norm::WithMoments { norm: p, moments }),
+        None => x.apply_op1_no_bwd(p),
+    }
+}
+
 /// Switchable Normalization in inference (see [`SwitchNormInference`]).
 pub fn switch_norm(x: &Tensor, p: &SwitchNormInference, imp: Implementation) -> Result<Tensor> {
-    let cuda = cfg!(feature = "cuda") && x.device().is_cuda() && x.dtype() == DType::F32 && imp == Implementation::Fast;
-    if imp.cpu_kernels(x) || cuda {
+    if imp.cpu_kernels(x) {
+        return normalize_cpu(x, p);
+    }
+    if cfg!(feature = "cuda") && x.device().is_cuda() && x.dtype() == DType::F32 && imp == Implementation::Fast {
         return x.contiguous()?.apply_op1_no_bwd(p);
     }
     norm::switch_norm_plain(x, p)
@@ -140,7 +169,7 @@ pub fn switch_norm(x: &Tensor, p: &SwitchNormInference, imp: Implementation) -> 
 /// GroupNorm in inference (see [`GroupNormInference`]).
 pub fn group_norm(x: &Tensor, p: &GroupNormInference, imp: Implementation) -> Result<Tensor> {
     if imp.cpu_kernels(x) {
-        return x.contiguous()?.apply_op1_no_bwd(p);
+        return normalize_cpu(x, p);
     }
     norm::group_norm_plain(x, p)
 }
@@ -161,7 +190,9 @@ where
     K: NormOp,
 {
     if imp.cpu_kernels(x) && residual.dtype() == x.dtype() && residual.device().same_device(x.device()) {
-        return x.contiguous()?.apply_op2_no_bwd(&residual.contiguous()?, &norm::AddResidual(op));
+        let x = x.contiguous()?;
+        let op = norm::AddResidual { norm: op, moments: known_moments::<K>(&x) };
+        return x.apply_op2_no_bwd(&residual.contiguous()?, &op);
     }
     let y = op.plain_without_relu(x)?;
     residual_add(&y, residual, op.relu(), imp)
@@ -182,15 +213,26 @@ where
     }
     let x = x.contiguous()?;
     match precision {
-        ConvPrecision::Bf16 => Ok(Some(x.apply_op1_no_bwd(&conv::NormConv { norm: op, conv: w.bf16_op()? })?)),
+        ConvPrecision::Bf16 => Ok(Some(norm_conv_op(&x, op, w.bf16_op()?)?)),
         ConvPrecision::F32 => {
             let ((_, _, h, wd), (c_out, c_in, k, _)) = (x.dims4()?, w.weight.dims4()?);
             if !winograd::applies((k, w.stride, w.padding), (c_in, c_out), (h, wd)) {
                 return Ok(None);
             }
-            Ok(Some(x.apply_op1_no_bwd(&conv::NormConv { norm: op, conv: w.winograd_op()? })?))
+            Ok(Some(norm_conv_op(&x, op, w.winograd_op()?)?))
         }
     }
+}
+
+/// [`conv::NormConv`] of `op` and `conv` on the contiguous `x`, with the input's moments where
+/// known, filing the output's where the convolution computes them.
+fn norm_conv_op<K: NormOp, C: conv::MappedConv + std::fmt::Debug>(x: &Tensor, op: &K, conv: C) -> Result<Tensor> {
+    let op = conv::NormConv { norm: op, conv, input_moments: known_moments::<K>(x), moments: Some(Default::default()) };
+    let y = x.apply_op1_no_bwd(&op)?;
+    if let Some(m) = op.moments.and_then(|m| m.into_inner()) {
+        plane_stats::record(&y, m);
+    }
+    Ok(y)
 }
 
 /// The normalization `op` of `x` (with its ReLU), then [`max_pool_3x3_s2`], in one pass where
@@ -204,13 +246,15 @@ where
     if !(imp.cpu_kernels(x) && fuse_norm_enabled()) {
         return Ok(None);
     }
-    let op = elementwise::NormMaxPool { norm: op, pool: elementwise::MaxPool3x3S2 { padding } };
-    Ok(Some(x.contiguous()?.apply_op1_no_bwd(&op)?))
+    let x = x.contiguous()?;
+    let op = elementwise::NormMaxPool { norm: op, pool: elementwise::MaxPool3x3S2 { padding }, input_moments: known_moments::<K>(&x) };
+    Ok(Some(x.apply_op1_no_bwd(&op)?))
 }
 
-/// Whether [`norm_conv`] and [`norm_max_pool_3x3_s2`] fuse (`SNZOO_FUSE_NORM=0` turns them off,
-/// for comparisons).
-fn fuse_norm_enabled() -> bool {
+/// Whether [`norm_conv`] and [`norm_max_pool_3x3_s2`] fuse and the bf16 convolutions compute
+/// their output's moments ([`plane_stats`]); `SNZOO_FUSE_NORM=0` turns both off, for
+/// comparisons.
+pub(crate) fn fuse_norm_enabled() -> bool {
     static ENABLED: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
     *ENABLED.get_or_init(|| std::env::var_os("SNZOO_FUSE_NORM").is_none_or(|v| v != "0"))
 }

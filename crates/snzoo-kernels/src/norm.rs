@@ -103,9 +103,15 @@ pub(crate) trait PlaneAffine {
     fn affine(&self, moments: &[Moments], hw: usize, out: &mut [(f32, f32)]);
 }
 
-/// The scale and shift of each (n, c) plane of the contiguous (N, C, H·W) input `x`.
-pub(crate) fn plane_affine<K: PlaneAffine>(k: &K, x: &[f32], n: usize, c: usize, hw: usize) -> Vec<(f32, f32)> {
-    let moments = if K::NEEDS_MOMENTS { plane_moments(x, hw) } else { vec![Moments { mean: 0.0, m2: 0.0 }; n * c] };
+/// The scale and shift of each (n, c) plane of the contiguous (N, C, H·W) input `x`, from the
+/// planes' moments: `known` where the operation that made `x` computed them
+/// ([`crate::plane_stats`]), else measured here.
+pub(crate) fn plane_affine<K: PlaneAffine>(k: &K, x: &[f32], known: Option<&[Moments]>, n: usize, c: usize, hw: usize) -> Vec<(f32, f32)> {
+    let moments = match known {
+        _ if !K::NEEDS_MOMENTS => vec![Moments { mean: 0.0, m2: 0.0 }; n * c],
+        Some(m) if m.len() == n * c => m.to_vec(),
+        _ => plane_moments(x, hw),
+    };
     let mut affine = vec![(0f32, 0f32); n * c];
     for s in 0..n {
         k.affine(&moments[s * c..(s + 1) * c], hw, &mut affine[s * c..(s + 1) * c]);
@@ -113,10 +119,20 @@ pub(crate) fn plane_affine<K: PlaneAffine>(k: &K, x: &[f32], n: usize, c: usize,
     affine
 }
 
-fn run_planes<K: PlaneAffine>(k: &K, x: &[f32], residual: Option<&[f32]>, n: usize, c: usize, hw: usize, out: &mut [MaybeUninit<f32>]) {
+#[allow(clippy::too_many_arguments)]
+fn run_planes<K: PlaneAffine>(
+    k: &K,
+    x: &[f32],
+    known: Option<&[Moments]>,
+    residual: Option<&[f32]>,
+    n: usize,
+    c: usize,
+    hw: usize,
+    out: &mut [MaybeUninit<f32>],
+) {
     assert_eq!(out.len(), x.len(), "{}: output and input lengths differ", K::NAME);
     assert!(residual.is_none_or(|r| r.len() == x.len()), "{}: residual and input lengths differ", K::NAME);
-    let affine = plane_affine(k, x, n, c, hw);
+    let affine = plane_affine(k, x, known, n, c, hw);
     apply_affine(x, hw, &affine, residual, k.relu(), out);
 }
 
@@ -124,6 +140,7 @@ fn cpu_fwd_planes<K: PlaneAffine>(
     k: &K,
     storage: &CpuStorage,
     layout: &Layout,
+    known: Option<&[Moments]>,
     residual: Option<(&CpuStorage, &Layout)>,
 ) -> Result<(CpuStorage, Shape)> {
     let (n, c, h, w) = layout.shape().dims4()?;
@@ -135,21 +152,41 @@ fn cpu_fwd_planes<K: PlaneAffine>(
         None => None,
     };
     // SAFETY: `run_planes` writes every element.
-    let out = unsafe { crate::parallel::output_buffer(x.len(), |out| run_planes(k, x, residual, n, c, h * w, out)) };
+    let out = unsafe { crate::parallel::output_buffer(x.len(), |out| run_planes(k, x, known, residual, n, c, h * w, out)) };
     Ok((CpuStorage::F32(out), layout.shape().clone()))
 }
 
-/// A normalization, then `+ residual` (the op's own ReLU after the sum): the end of a v1
-/// residual block in one pass.
+/// A normalization with its input planes' moments already known (computed by the operation that
+/// made the input, [`crate::plane_stats`]).
 #[derive(Debug)]
-pub(crate) struct AddResidual<'a, K>(pub(crate) &'a K);
+pub(crate) struct WithMoments<'a, K> {
+    pub norm: &'a K,
+    pub moments: Vec<Moments>,
+}
+
+impl<K: PlaneAffine + std::fmt::Debug> CustomOp1 for WithMoments<'_, K> {
+    fn name(&self) -> &'static str {
+        K::NAME
+    }
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
+        cpu_fwd_planes(self.norm, storage, layout, Some(&self.moments), None)
+    }
+}
+
+/// A normalization, then `+ residual` (the op's own ReLU after the sum): the end of a v1
+/// residual block in one pass; `moments` the input planes' where known.
+#[derive(Debug)]
+pub(crate) struct AddResidual<'a, K> {
+    pub norm: &'a K,
+    pub moments: Option<Vec<Moments>>,
+}
 
 impl<K: PlaneAffine + std::fmt::Debug> CustomOp2 for AddResidual<'_, K> {
     fn name(&self) -> &'static str {
         K::NAME
     }
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        cpu_fwd_planes(self.0, s1, l1, Some((s2, l2)))
+        cpu_fwd_planes(self.norm, s1, l1, self.moments.as_deref(), Some((s2, l2)))
     }
 }
 
@@ -205,7 +242,7 @@ impl SwitchNormInference {
     pub fn run(&self, x: &[f32], n: usize, c: usize, hw: usize, out: &mut [f32]) {
         // SAFETY: f32 → MaybeUninit<f32> has the same layout, and only f32 values are written.
         let out = unsafe { &mut *(out as *mut [f32] as *mut [MaybeUninit<f32>]) };
-        run_planes(self, x, None, n, c, hw, out)
+        run_planes(self, x, None, None, n, c, hw, out)
     }
 }
 
@@ -295,7 +332,7 @@ impl CustomOp1 for GroupNormInference {
         Self::NAME
     }
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        cpu_fwd_planes(self, storage, layout, None)
+        cpu_fwd_planes(self, storage, layout, None, None)
     }
 }
 
@@ -304,7 +341,7 @@ impl CustomOp1 for ChannelAffine {
         Self::NAME
     }
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        cpu_fwd_planes(self, storage, layout, None)
+        cpu_fwd_planes(self, storage, layout, None, None)
     }
 }
 
@@ -380,7 +417,7 @@ impl CustomOp1 for SwitchNormInference {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        cpu_fwd_planes(self, storage, layout, None)
+        cpu_fwd_planes(self, storage, layout, None, None)
     }
 
     /// The same computation on CUDA (src/cuda/switch_norm.cu): moments per (n, c) plane, the

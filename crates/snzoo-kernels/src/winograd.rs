@@ -168,7 +168,15 @@ impl crate::conv::MappedConv for Conv2dWinograd {
         Ok((c_out, h, w))
     }
 
-    fn run(&self, x: &[f32], n: usize, (_, h, w): (usize, usize, usize), affine: Option<RowAffine>, out: &mut [MaybeUninit<f32>]) {
+    fn run(
+        &self,
+        x: &[f32],
+        n: usize,
+        (_, h, w): (usize, usize, usize),
+        affine: Option<RowAffine>,
+        out: &mut [MaybeUninit<f32>],
+        _moments: Option<&mut [crate::norm::Moments]>,
+    ) {
         conv3x3(x, &self.weights, n, (h, w), affine, out, crate::parallel::threads())
     }
 }
@@ -179,7 +187,7 @@ impl CustomOp1 for Conv2dWinograd {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout) -> Result<(CpuStorage, Shape)> {
-        crate::conv::MappedConv::forward(self, s1, l1, |_, _| None)
+        crate::conv::MappedConv::forward(self, s1, l1, |_, _| None, None)
     }
 }
 

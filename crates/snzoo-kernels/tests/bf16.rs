@@ -27,6 +27,8 @@ fn main() {
         needs_amx("amx_gemm_matches_a_reference_product", || gemm_matches_a_reference_product(Kernel::Amx)),
         needs_amx("amx_convolution_is_the_f32_convolution_of_rounded_operands", || bf16_convolution(Kernel::Amx)),
         needs_amx("amx_and_avx512_convolutions_agree", amx_and_avx512_agree),
+        needs_bf16("convolution_moments_are_its_output_planes_moments", || moments_of_the_output(Kernel::Avx512)),
+        needs_amx("amx_convolution_moments_are_its_output_planes_moments", || moments_of_the_output(Kernel::Amx)),
     ];
     if !available() {
         eprintln!("this CPU has no AVX-512 BF16: the bf16 kernel tests are ignored");
@@ -158,6 +160,39 @@ fn bf16_convolution(kernel: Kernel) -> Result<(), Failed> {
             let diff = (&got - &want)?.abs()?.max_all()?.to_scalar::<f32>()?;
             let scale = want.abs()?.max_all()?.to_scalar::<f32>()?;
             check(diff / scale <= 1e-5, || format!("{:?}: {}", (n, ci, co, h, w, k, s, p), diff / scale))?;
+        }
+    }
+    Ok(())
+}
+
+/// The moments a bf16 convolution hands out with its output are that output's planes' moments
+/// (computed here in f64 from the output itself), the same bits serial and spread over threads,
+/// for whole and partial 32-column panels and 32-row blocks.
+fn moments_of_the_output(kernel: Kernel) -> Result<(), Failed> {
+    let dev = Device::Cpu;
+    // And one output large enough for the merge to spread over threads.
+    for &(n, ci, co, h, w, k, s, p) in CASES.iter().chain(&[(1, 16, 96, 56, 56, 3, 1, 1)]) {
+        // An offset far above the spread, as a convolution of non-negative activations has.
+        let x = (Tensor::randn(0f32, 1.0, (n, ci, h, w), &dev)? + 3.0)?;
+        let values = Tensor::randn(0.05f32, 0.2, (co, ci, k, k), &dev)?.flatten_all()?.to_vec1::<f32>()?;
+        let weights = match kernel {
+            Kernel::Avx512 => PackedWeights::Avx512(Arc::new(PackedA::new(&values, co, ci * k * k))),
+            Kernel::Amx => PackedWeights::Amx(Arc::new(gemm_amx::PackedA::new(&values, co, ci * k * k))),
+        };
+        let op = Conv2dBf16 { stride: s, padding: p, kernel: k, weights };
+        let (y, moments) = op.forward_with_moments(&x)?;
+        let (_, serial) = snzoo_kernels::parallel::serially(|| op.forward_with_moments(&x))?;
+        let case = (n, ci, co, h, w, k, s, p);
+        check(moments.len() == n * co, || format!("{case:?}: {} moments for {} planes", moments.len(), n * co))?;
+        check(moments == serial, || format!("{case:?}: the moments depend on the threads"))?;
+        let hw = y.dim(2)? * y.dim(3)?;
+        let values = y.flatten_all()?.to_vec1::<f32>()?;
+        for (plane, (v, got)) in values.chunks(hw).zip(&moments).enumerate() {
+            let mean = v.iter().map(|&a| a as f64).sum::<f64>() / hw as f64;
+            let m2: f64 = v.iter().map(|&a| (a as f64 - mean).powi(2)).sum();
+            let std = (m2 / hw as f64).sqrt();
+            check((got.mean - mean).abs() <= 1e-6 * (mean.abs() + std), || format!("{case:?} plane {plane}: mean {} vs {mean}", got.mean))?;
+            check((got.m2 - m2).abs() <= 1e-5 * m2 + 1e-12, || format!("{case:?} plane {plane}: m2 {} vs {m2}", got.m2))?;
         }
     }
     Ok(())
