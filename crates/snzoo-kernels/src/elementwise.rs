@@ -19,25 +19,25 @@ pub struct ResidualAdd {
 }
 
 impl ResidualAdd {
+    /// Writes every element of `out` (as long as `a` and `b`) on this thread.
+    fn run_serial(&self, a: &[f32], b: &[f32], out: &mut [MaybeUninit<f32>]) {
+        if self.relu {
+            for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+                o.write((a + b).max(0.0));
+            }
+        } else {
+            for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
+                o.write(a + b);
+            }
+        }
+    }
+
     /// Writes every element of `out` (as long as `a` and `b`).
     fn run(&self, a: &[f32], b: &[f32], out: &mut [MaybeUninit<f32>]) {
-        let relu = self.relu;
-        type Chunks<'a> = ((&'a mut [MaybeUninit<f32>], &'a [f32]), &'a [f32]);
-        let body = |((o, a), b): Chunks| {
-            if relu {
-                for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                    o.write((a + b).max(0.0));
-                }
-            } else {
-                for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                    o.write(a + b);
-                }
-            }
-        };
         let threads = if out.len() < 2 * CHUNK { 1 } else { crate::parallel::threads() };
         crate::parallel::chunks_mut(threads, out, CHUNK, |first, o| {
             let (at, len) = (first * CHUNK, o.len());
-            body(((o, &a[at..at + len]), &b[at..at + len]))
+            self.run_serial(&a[at..at + len], &b[at..at + len], o)
         });
     }
 }
@@ -54,6 +54,52 @@ impl CustomOp2 for ResidualAdd {
         let (a, b) = (contiguous_f32("residual-add", s1, l1)?, contiguous_f32("residual-add", s2, l2)?);
         // SAFETY: `run` writes every element (`a` and `b` have the same shape, so length).
         let out = unsafe { crate::parallel::output_buffer(a.len(), |out| self.run(a, b, out)) };
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// [`ResidualAdd`] of two (N, C, H, W) tensors that also keeps the moments of each output plane,
+/// measured from the plane just written (in L1) exactly as [`crate::norm`] measures them — the
+/// same bits — for the normalization that reads the sum next (a v2 block's input).
+#[derive(Debug)]
+pub(crate) struct ResidualAddRecording {
+    pub add: ResidualAdd,
+    pub moments: std::sync::OnceLock<Vec<crate::norm::Moments>>,
+}
+
+impl CustomOp2 for ResidualAddRecording {
+    fn name(&self) -> &'static str {
+        "residual-add"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
+        if l1.shape() != l2.shape() {
+            candle_core::bail!("residual-add: shapes {:?} and {:?} differ", l1.shape(), l2.shape());
+        }
+        let (_, _, h, w) = l1.shape().dims4()?;
+        let hw = (h * w).max(1);
+        let (a, b) = (contiguous_f32("residual-add", s1, l1)?, contiguous_f32("residual-add", s2, l2)?);
+        let mut moments = vec![crate::norm::Moments { mean: 0.0, m2: 0.0 }; a.len() / hw];
+        let relu = self.add.relu;
+        let threads = if a.len() < 2 * CHUNK { 1 } else { crate::parallel::threads() };
+        // SAFETY: every plane of the output is written below, each by the task that owns its
+        // moments entry.
+        let out = unsafe {
+            crate::parallel::output_buffer(a.len(), |out| {
+                let out_addr = out.as_mut_ptr() as usize;
+                crate::parallel::chunks_mut(threads, &mut moments, 1, |first, run| {
+                    for (i, m) in run.iter_mut().enumerate() {
+                        let at = (first + i) * hw;
+                        // SAFETY: plane `first + i` of the output, written by this task only.
+                        let o = std::slice::from_raw_parts_mut((out_addr as *mut MaybeUninit<f32>).add(at), hw);
+                        ResidualAdd { relu }.run_serial(&a[at..at + hw], &b[at..at + hw], o);
+                        // SAFETY: every element of `o` was just written.
+                        *m = crate::norm::moments_of(std::slice::from_raw_parts(o.as_ptr().cast::<f32>(), hw));
+                    }
+                });
+            })
+        };
+        let _ = self.moments.set(moments);
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 }

@@ -305,7 +305,17 @@ pub fn linear(x: &Tensor, weight: &Tensor, bias: Option<&Tensor>, imp: Implement
 /// `a + b`, then ReLU when `relu`: the end of a residual block.
 pub fn residual_add(a: &Tensor, b: &Tensor, relu: bool, imp: Implementation) -> Result<Tensor> {
     if imp.cpu_kernels(a) && b.dtype() == a.dtype() {
-        return a.contiguous()?.apply_op2_no_bwd(&b.contiguous()?, &elementwise::ResidualAdd { relu });
+        let (a, b) = (a.contiguous()?, b.contiguous()?);
+        if a.rank() == 4 && fuse_norm_enabled() {
+            // The sum's plane moments, for the normalization that reads it (a v2 block's input).
+            let op = elementwise::ResidualAddRecording { add: elementwise::ResidualAdd { relu }, moments: Default::default() };
+            let y = a.apply_op2_no_bwd(&b, &op)?;
+            if let Some(m) = op.moments.into_inner() {
+                plane_stats::record(&y, m);
+            }
+            return Ok(y);
+        }
+        return a.apply_op2_no_bwd(&b, &elementwise::ResidualAdd { relu });
     }
     let sum = (a + b)?;
     if relu {

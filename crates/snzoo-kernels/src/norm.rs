@@ -49,13 +49,18 @@ fn threads_for(len: usize) -> usize {
     }
 }
 
+/// The moments of one plane `v`: its mean, then the squared deviations from it (as f32) summed.
+pub(crate) fn moments_of(v: &[f32]) -> Moments {
+    let mean = lane_sum(v, |a| a) / v.len() as f64;
+    let c = mean as f32;
+    Moments { mean, m2: lane_sum(v, |a| (a - c) * (a - c)) }
+}
+
 fn plane_moments(x: &[f32], hw: usize) -> Vec<Moments> {
     let mut out = vec![Moments { mean: 0.0, m2: 0.0 }; x.len() / hw.max(1)];
     crate::parallel::chunks_mut(threads_for(x.len()), &mut out, 1, |first, run| {
         for (m, v) in run.iter_mut().zip(x[first * hw..].chunks(hw)) {
-            let mean = lane_sum(v, |a| a) / hw as f64;
-            let c = mean as f32;
-            *m = Moments { mean, m2: lane_sum(v, |a| (a - c) * (a - c)) };
+            *m = moments_of(v);
         }
     });
     out

@@ -11,8 +11,8 @@ use libtest_mimic::{Arguments, Failed, Trial};
 
 mod common;
 use snzoo_kernels::{
-    channel_affine, conv2d, group_norm, max_pool_3x3_s2, norm_add, norm_conv, norm_max_pool_3x3_s2, switch_norm, ChannelAffine,
-    ConvPrecision, ConvWeights, GroupNormInference, Implementation, NormOp, PoolPadding, SwitchNormInference,
+    channel_affine, conv2d, group_norm, max_pool_3x3_s2, norm_add, norm_conv, norm_max_pool_3x3_s2, residual_add, switch_norm,
+    ChannelAffine, ConvPrecision, ConvWeights, GroupNormInference, Implementation, NormOp, PoolPadding, SwitchNormInference,
 };
 
 fn main() {
@@ -25,6 +25,7 @@ fn main() {
         Trial::test("f32_without_winograd_is_not_fused", f32_elsewhere_is_not_fused),
         Trial::test("norm_max_pool_equals_norm_then_pool", norm_max_pool_equals_unfused),
         Trial::test("bf16_convolution_hands_its_output_moments_to_the_next_normalization", moments_handed_on).with_ignored_flag(!bf16),
+        Trial::test("residual_add_hands_on_the_moments_the_normalization_would_measure", residual_add_moments),
     ];
     if !bf16 {
         eprintln!("this CPU has no AVX-512 BF16: the bf16 fusion test is ignored");
@@ -246,6 +247,32 @@ fn moments_handed_on() -> Result<(), Failed> {
         let bound = if what == "norm_conv" { 1e-2 } else { 1e-5 };
         if diff > bound * scale {
             return Err(format!("{what}: {diff:e} from the normalization of a copy (max {scale})").into());
+        }
+    }
+    Ok(())
+}
+
+/// The residual addition files its output planes' moments, measured as the normalization measures
+/// them: the normalization of the sum (taking them) is bit for bit the normalization of a copy
+/// (measuring them), with and without the ReLU, on one thread and spread over two.
+fn residual_add_moments() -> Result<(), Failed> {
+    let dev = Device::Cpu;
+    // 7×7 planes (one task) and 40×41 ones (past the size that spreads over threads).
+    for (n, c, h, w) in [(2, 6, 7, 7), (2, 48, 40, 41)] {
+        let a = Tensor::from_vec(values(n * c * h * w, 31, -1.0, 2.0), (n, c, h, w), &dev)?;
+        let b = Tensor::from_vec(values(n * c * h * w, 32, -1.0, 1.0), (n, c, h, w), &dev)?;
+        let op = switch(c, true, false);
+        for relu in [false, true] {
+            if snzoo_kernels::plane_stats::take(&residual_add(&a, &b, relu, Implementation::Fast)?).is_none() {
+                return Err("residual_add filed no moments for its output".into());
+            }
+            let y = residual_add(&a, &b, relu, Implementation::Fast)?;
+            let copy = Tensor::from_vec(y.flatten_all()?.to_vec1::<f32>()?, y.dims(), &dev)?;
+            let got = switch_norm(&y, &op, Implementation::Fast)?;
+            if snzoo_kernels::plane_stats::take(&y).is_some() {
+                return Err("switch_norm left the sum's moments in the table".into());
+            }
+            same_bits(&got, &switch_norm(&copy, &op, Implementation::Fast)?, &format!("{:?} relu {relu}", (n, c, h, w)))?;
         }
     }
     Ok(())
