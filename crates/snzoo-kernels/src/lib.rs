@@ -110,7 +110,8 @@ pub fn conv2d(x: &Tensor, w: &ConvWeights, precision: ConvPrecision, imp: Implem
     let y = if imp.cpu_kernels(x) && w.weight.dtype() == DType::F32 {
         let x = x.contiguous()?;
         match precision {
-            ConvPrecision::Bf16 if fuse_norm_enabled() => {
+            // (With a bias the output is the sum below, a new tensor: nothing to file.)
+            ConvPrecision::Bf16 if fuse_norm_enabled() && w.bias.is_none() => {
                 let (y, moments) = w.bf16_op()?.forward_with_moments(&x)?;
                 plane_stats::record(&y, moments);
                 y

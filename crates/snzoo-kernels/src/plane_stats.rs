@@ -11,13 +11,15 @@
 //! only (a few units in the seventh digit of the variance).
 //!
 //! The moments travel beside the tensor, not inside it: [`record`] files them under the output
-//! tensor's id (candle numbers tensors from one process-wide counter, so an id is never reused),
-//! and the normalization's entry points [`take`] them for their input. A tensor whose moments
-//! were never taken is dropped from the table after [`TABLE_LEN`] newer ones; a normalization
-//! that finds none computes them itself. `SNZOO_FUSE_NORM=0` turns recording off.
+//! tensor's id (candle numbers tensors from one process-wide counter, so an id is never reused)
+//! in a table of the calling thread — a forward pass makes a map and normalizes it on the same
+//! thread, one image per thread or the whole batch on one — and the normalization's entry points
+//! [`take`] them for their input. A tensor whose moments were never taken (a v2 projection
+//! shortcut's convolution, added, not normalized) is dropped after [`TABLE_LEN`] newer ones; a
+//! normalization that finds none measures them itself. `SNZOO_FUSE_NORM=0` turns recording off.
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
-use std::sync::Mutex;
 
 use candle_core::{Tensor, TensorId};
 
@@ -139,8 +141,8 @@ pub(crate) unsafe fn block_partials(c: *const f32, ldc: usize, rows: usize, cols
     }
 }
 
-/// Tensors whose moments are kept at most, newest first out last.
-pub const TABLE_LEN: usize = 16;
+/// Tensors whose moments a thread keeps at most, newest first out last.
+pub const TABLE_LEN: usize = 4;
 
 struct Entry {
     id: TensorId,
@@ -149,7 +151,9 @@ struct Entry {
     moments: Vec<Moments>,
 }
 
-static TABLE: Mutex<VecDeque<Entry>> = Mutex::new(VecDeque::new());
+thread_local! {
+    static TABLE: RefCell<VecDeque<Entry>> = const { RefCell::new(VecDeque::new()) };
+}
 
 /// Files the moments of the (N, C, H, W) tensor `t`'s planes for its normalization.
 pub(crate) fn record(t: &Tensor, moments: Vec<Moments>) {
@@ -157,21 +161,24 @@ pub(crate) fn record(t: &Tensor, moments: Vec<Moments>) {
     if moments.len() != n * c {
         return;
     }
-    let mut table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
-    if table.len() == TABLE_LEN {
-        table.pop_back();
-    }
-    table.push_front(Entry { id: t.id(), shape: (n * c, h * w), moments });
+    TABLE.with_borrow_mut(|table| {
+        if table.len() == TABLE_LEN {
+            table.pop_back();
+        }
+        table.push_front(Entry { id: t.id(), shape: (n * c, h * w), moments });
+    })
 }
 
 /// The moments of the planes of `t` (mean and sum of squared deviations, plane after plane)
-/// where the bf16 convolution that made it filed them and no one has taken them yet; taken out
-/// of the table. The kernels' normalizations take them for their input.
+/// where the kernel that made it on this thread (a bf16 convolution, the residual addition) filed
+/// them and no one has taken them yet; taken out of the table. The kernels' normalizations take
+/// them for their input.
 pub fn take(t: &Tensor) -> Option<Vec<Moments>> {
     let (n, c, h, w) = t.dims4().ok()?;
-    let mut table = TABLE.lock().unwrap_or_else(|e| e.into_inner());
-    let i = table.iter().position(|e| e.id == t.id())?;
-    let e = table.remove(i)?;
+    let e = TABLE.with_borrow_mut(|table| {
+        let i = table.iter().position(|e| e.id == t.id())?;
+        table.remove(i)
+    })?;
     (e.shape == (n * c, h * w)).then_some(e.moments)
 }
 
@@ -222,6 +229,10 @@ mod tests {
         // A wrong count is not filed.
         record(&t, vec![Moments { mean: 0.0, m2: 0.0 }; 3]);
         assert_eq!(take(&t), None);
+        // Another thread's table is its own.
+        record(&t, m.clone());
+        assert_eq!(std::thread::scope(|s| s.spawn(|| take(&t)).join().unwrap()), None);
+        assert_eq!(take(&t), Some(m.clone()));
         // The oldest entries fall out.
         record(&t, m.clone());
         for _ in 0..TABLE_LEN {
