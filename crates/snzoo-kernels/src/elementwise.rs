@@ -42,16 +42,21 @@ impl ResidualAdd {
     }
 }
 
+/// The two summands of a residual addition, checked to have one shape.
+fn summands<'a>(s1: &'a CpuStorage, l1: &Layout, s2: &'a CpuStorage, l2: &Layout) -> Result<(&'a [f32], &'a [f32])> {
+    if l1.shape() != l2.shape() {
+        candle_core::bail!("residual-add: shapes {:?} and {:?} differ", l1.shape(), l2.shape());
+    }
+    Ok((contiguous_f32("residual-add", s1, l1)?, contiguous_f32("residual-add", s2, l2)?))
+}
+
 impl CustomOp2 for ResidualAdd {
     fn name(&self) -> &'static str {
         "residual-add"
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        if l1.shape() != l2.shape() {
-            candle_core::bail!("residual-add: shapes {:?} and {:?} differ", l1.shape(), l2.shape());
-        }
-        let (a, b) = (contiguous_f32("residual-add", s1, l1)?, contiguous_f32("residual-add", s2, l2)?);
+        let (a, b) = summands(s1, l1, s2, l2)?;
         // SAFETY: `run` writes every element (`a` and `b` have the same shape, so length).
         let out = unsafe { crate::parallel::output_buffer(a.len(), |out| self.run(a, b, out)) };
         Ok((CpuStorage::F32(out), l1.shape().clone()))
@@ -73,12 +78,9 @@ impl CustomOp2 for ResidualAddRecording {
     }
 
     fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> Result<(CpuStorage, Shape)> {
-        if l1.shape() != l2.shape() {
-            candle_core::bail!("residual-add: shapes {:?} and {:?} differ", l1.shape(), l2.shape());
-        }
+        let (a, b) = summands(s1, l1, s2, l2)?;
         let (_, _, h, w) = l1.shape().dims4()?;
         let hw = (h * w).max(1);
-        let (a, b) = (contiguous_f32("residual-add", s1, l1)?, contiguous_f32("residual-add", s2, l2)?);
         let mut moments = vec![crate::norm::Moments { mean: 0.0, m2: 0.0 }; a.len() / hw];
         let relu = self.add.relu;
         let threads = if a.len() < 2 * CHUNK { 1 } else { crate::parallel::threads() };
