@@ -135,13 +135,11 @@ pub fn conv2d(x: &Tensor, w: &ConvWeights, precision: ConvPrecision, imp: Implem
     }
 }
 
-/// The moments of `x`'s planes where the kernel that made it filed them ([`plane_stats`]).
+/// The moments of `x`'s planes where the kernel that made it filed them ([`plane_stats`]) and
+/// the normalization `K` needs them; taken from the table either way (BatchNorm's affine needs
+/// none, and its input's entry would only wait there to be pushed out).
 fn known_moments<K: norm::PlaneAffine>(x: &Tensor) -> Option<Vec<norm::Moments>> {
-    if K::NEEDS_MOMENTS {
-        plane_stats::take(x)
-    } else {
-        None
-    }
+    plane_stats::take(x).filter(|_| K::NEEDS_MOMENTS)
 }
 
 /// A normalization kernel `p` on the CPU, with the input's moments where they are known.
@@ -178,7 +176,7 @@ pub fn group_norm(x: &Tensor, p: &GroupNormInference, imp: Implementation) -> Re
 /// A per-channel scale and shift (BatchNorm in inference), then ReLU if asked.
 pub fn channel_affine(x: &Tensor, p: &ChannelAffine, imp: Implementation) -> Result<Tensor> {
     if imp.cpu_kernels(x) {
-        return x.contiguous()?.apply_op1_no_bwd(p);
+        return normalize_cpu(x, p);
     }
     norm::channel_affine_plain(x, p)
 }

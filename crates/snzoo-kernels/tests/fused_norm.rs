@@ -249,7 +249,15 @@ fn moments_handed_on() -> Result<(), Failed> {
             return Err(format!("{what}: {diff:e} from the normalization of a copy (max {scale})").into());
         }
     }
-    Ok(())
+    // BatchNorm's affine needs no moments, but takes its input's entry out of the table all the
+    // same (the same bits as on a copy).
+    let bn = ChannelAffine { scale: values(c, 25, 0.5, 1.5), shift: values(c, 26, -0.5, 0.5), relu: true };
+    let y = produce()?;
+    let got = channel_affine(&y, &bn, Implementation::Fast)?;
+    if snzoo_kernels::plane_stats::take(&y).is_some() {
+        return Err("channel_affine left the moments of its input in the table".into());
+    }
+    same_bits(&got, &channel_affine(&fresh(&y), &bn, Implementation::Fast)?, "channel_affine")
 }
 
 /// The residual addition files its output planes' moments, measured as the normalization measures
