@@ -186,12 +186,14 @@ pub fn take(t: &Tensor) -> Option<Vec<Moments>> {
 mod tests {
     use super::*;
 
+    #[cfg(target_arch = "x86_64")]
     fn exact(v: &[f32]) -> Moments {
         let mean = v.iter().map(|&a| a as f64).sum::<f64>() / v.len() as f64;
         Moments { mean, m2: v.iter().map(|&a| (a as f64 - mean).powi(2)).sum() }
     }
 
     #[test]
+    #[cfg(target_arch = "x86_64")]
     fn merged_partials_match_the_exact_moments() {
         if !std::arch::is_x86_feature_detected!("avx512f") {
             eprintln!("skipped: no AVX-512F");
