@@ -487,8 +487,7 @@ impl MappedConv for Conv2dBf16 {
         let hwo = geometry.ho * geometry.wo;
         let threads = crate::parallel::threads();
         let pairs = self.weights.pairs();
-        // Both GEMMs store 32-column panels.
-        const PANEL: usize = crate::gemm_bf16::NR;
+        use crate::plane_stats::PANEL;
         let mut partials = match moments {
             Some(_) => vec![Partial::default(); c_out * hwo.div_ceil(PANEL)],
             None => Vec::new(),
@@ -564,14 +563,14 @@ impl<C: MappedConv + std::fmt::Debug> CustomOp1 for Recording<'_, C> {
 /// operations.
 ///
 /// `input_moments` are the input planes' moments where the operation that made the input
-/// computed them ([`crate::plane_stats`]); with `moments`, the output's go there where this
-/// convolution computes them.
+/// computed them ([`crate::plane_stats`]); the output's go to `moments` where this convolution
+/// computes them.
 #[derive(Debug)]
 pub(crate) struct NormConv<'a, K, C> {
     pub norm: &'a K,
     pub conv: C,
     pub input_moments: Option<Vec<Moments>>,
-    pub moments: Option<OnceLock<Vec<Moments>>>,
+    pub moments: OnceLock<Vec<Moments>>,
 }
 
 impl<K: crate::norm::PlaneAffine + std::fmt::Debug, C: MappedConv + std::fmt::Debug> CustomOp1 for NormConv<'_, K, C> {
@@ -587,7 +586,7 @@ impl<K: crate::norm::PlaneAffine + std::fmt::Debug, C: MappedConv + std::fmt::De
             s1,
             l1,
             |x, n| Some((crate::norm::plane_affine(self.norm, x, known, n, c_in, h * w), self.norm.relu())),
-            self.moments.as_ref(),
+            Some(&self.moments),
         )
     }
 }

@@ -12,6 +12,15 @@ use crate::parallel::contiguous_f32;
 /// Elements per parallel task, and below twice this the kernels stay on the calling thread.
 const CHUNK: usize = 1 << 16;
 
+/// Threads for a pass over `len` elements: small tensors stay on the calling thread.
+fn threads_for(len: usize) -> usize {
+    if len < 2 * CHUNK {
+        1
+    } else {
+        crate::parallel::threads()
+    }
+}
+
 /// `a + b`, then `max(·, 0)` when `relu`: the end of a residual block.
 #[derive(Debug, Clone, Copy)]
 pub struct ResidualAdd {
@@ -34,7 +43,7 @@ impl ResidualAdd {
 
     /// Writes every element of `out` (as long as `a` and `b`).
     fn run(&self, a: &[f32], b: &[f32], out: &mut [MaybeUninit<f32>]) {
-        let threads = if out.len() < 2 * CHUNK { 1 } else { crate::parallel::threads() };
+        let threads = threads_for(out.len());
         crate::parallel::chunks_mut(threads, out, CHUNK, |first, o| {
             let (at, len) = (first * CHUNK, o.len());
             self.run_serial(&a[at..at + len], &b[at..at + len], o)
@@ -83,7 +92,7 @@ impl CustomOp2 for ResidualAddRecording {
         let hw = (h * w).max(1);
         let mut moments = vec![crate::norm::Moments { mean: 0.0, m2: 0.0 }; a.len() / hw];
         let relu = self.add.relu;
-        let threads = if a.len() < 2 * CHUNK { 1 } else { crate::parallel::threads() };
+        let threads = threads_for(a.len());
         // SAFETY: every plane of the output is written below, each by the task that owns its
         // moments entry.
         let out = unsafe {
@@ -214,7 +223,7 @@ impl MaxPool3x3S2 {
         }
         let affine = affine(x, n);
         let fill = |out: &mut [MaybeUninit<f32>]| {
-            let threads = if x.len() < 2 * CHUNK { 1 } else { crate::parallel::threads() };
+            let threads = threads_for(x.len());
             crate::parallel::chunks_mut(threads, out, ho * wo, |first, run| {
                 for (i, (o, x)) in run.chunks_mut(ho * wo).zip(x[first * h * w..].chunks(h * w)).enumerate() {
                     let map = affine.as_ref().map(|(a, relu)| (a[first + i], *relu));

@@ -131,13 +131,7 @@ pub fn gemm_into_with_partials(
     }
     let (mblocks, npanels) = (m.div_ceil(MB), n.div_ceil(NB));
     let c_addr = c.as_mut_ptr() as usize;
-    let partials_addr = match partials {
-        Some(p) => {
-            assert_eq!(p.len(), m * npanels, "gemm_amx: partials do not match M and N");
-            p.as_mut_ptr() as usize
-        }
-        None => 0,
-    };
+    let partials_addr = crate::plane_stats::partials_addr(partials, m, n, "gemm_amx");
     let by_columns = npanels >= mblocks;
     let parts = threads.clamp(1, if by_columns { npanels } else { mblocks });
     crate::parallel::run_parts(parts, |part| {

@@ -284,13 +284,7 @@ pub fn gemm_into_with_partials(
     }
     let panels = m.div_ceil(MR);
     let c_addr = c.as_mut_ptr() as usize;
-    let partials_addr = match partials {
-        Some(p) => {
-            assert_eq!(p.len(), m * n.div_ceil(NR), "gemm_bf16: partials do not match M and N");
-            p.as_mut_ptr() as usize
-        }
-        None => 0,
-    };
+    let partials_addr = crate::plane_stats::partials_addr(partials, m, n, "gemm_bf16");
     crate::parallel::split_range(threads, panels, |range| {
         // SAFETY: the parts' row panels are disjoint, so no two tasks write the same rows of C
         // or of the partials.

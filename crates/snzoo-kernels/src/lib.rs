@@ -22,7 +22,7 @@ pub mod parallel;
 pub mod plane_stats;
 pub mod winograd;
 
-use candle_core::{CustomOp1, DType, Result, Tensor};
+use candle_core::{DType, Result, Tensor};
 
 pub use elementwise::PoolPadding;
 pub use norm::{ChannelAffine, GroupNormInference, SwitchNormInference};
@@ -143,15 +143,9 @@ fn known_moments<K: norm::PlaneAffine>(x: &Tensor) -> Option<Vec<norm::Moments>>
 }
 
 /// A normalization kernel `p` on the CPU, with the input's moments where they are known.
-fn normalize_cpu<K>(x: &Tensor, p: &K) -> Result<Tensor>
-where
-    K: norm::PlaneAffine + CustomOp1 + std::fmt::Debug,
-{
+fn normalize_cpu<K: norm::PlaneAffine + std::fmt::Debug>(x: &Tensor, p: &K) -> Result<Tensor> {
     let x = x.contiguous()?;
-    match known_moments::<K>(&x) {
-        Some(moments) => x.apply_op1_no_bwd(&norm::WithMoments { norm: p, moments }),
-        None => x.apply_op1_no_bwd(p),
-    }
+    x.apply_op1_no_bwd(&norm::WithMoments { norm: p, moments: known_moments::<K>(&x) })
 }
 
 /// Switchable Normalization in inference (see [`SwitchNormInference`]).
@@ -226,12 +220,17 @@ where
 /// [`conv::NormConv`] of `op` and `conv` on the contiguous `x`, with the input's moments where
 /// known, filing the output's where the convolution computes them.
 fn norm_conv_op<K: NormOp, C: conv::MappedConv + std::fmt::Debug>(x: &Tensor, op: &K, conv: C) -> Result<Tensor> {
-    let op = conv::NormConv { norm: op, conv, input_moments: known_moments::<K>(x), moments: Some(Default::default()) };
+    let op = conv::NormConv { norm: op, conv, input_moments: known_moments::<K>(x), moments: Default::default() };
     let y = x.apply_op1_no_bwd(&op)?;
-    if let Some(m) = op.moments.and_then(|m| m.into_inner()) {
+    Ok(filed(y, op.moments))
+}
+
+/// `y`, its planes' moments filed ([`plane_stats`]) where the operation that made it set them.
+fn filed(y: Tensor, moments: std::sync::OnceLock<Vec<norm::Moments>>) -> Tensor {
+    if let Some(m) = moments.into_inner() {
         plane_stats::record(&y, m);
     }
-    Ok(y)
+    y
 }
 
 /// The normalization `op` of `x` (with its ReLU), then [`max_pool_3x3_s2`], in one pass where
@@ -309,10 +308,7 @@ pub fn residual_add(a: &Tensor, b: &Tensor, relu: bool, imp: Implementation) -> 
             // The sum's plane moments, for the normalization that reads it (a v2 block's input).
             let op = elementwise::ResidualAddRecording { add: elementwise::ResidualAdd { relu }, moments: Default::default() };
             let y = a.apply_op2_no_bwd(&b, &op)?;
-            if let Some(m) = op.moments.into_inner() {
-                plane_stats::record(&y, m);
-            }
-            return Ok(y);
+            return Ok(filed(y, op.moments));
         }
         return a.apply_op2_no_bwd(&b, &elementwise::ResidualAdd { relu });
     }

@@ -112,10 +112,10 @@ pub(crate) trait PlaneAffine {
 /// planes' moments: `known` where the operation that made `x` computed them
 /// ([`crate::plane_stats`]), else measured here.
 pub(crate) fn plane_affine<K: PlaneAffine>(k: &K, x: &[f32], known: Option<&[Moments]>, n: usize, c: usize, hw: usize) -> Vec<(f32, f32)> {
-    let moments = match known {
-        _ if !K::NEEDS_MOMENTS => vec![Moments { mean: 0.0, m2: 0.0 }; n * c],
-        Some(m) if m.len() == n * c => m.to_vec(),
-        _ => plane_moments(x, hw),
+    let moments: std::borrow::Cow<[Moments]> = match known {
+        _ if !K::NEEDS_MOMENTS => vec![Moments { mean: 0.0, m2: 0.0 }; n * c].into(),
+        Some(m) if m.len() == n * c => m.into(),
+        _ => plane_moments(x, hw).into(),
     };
     let mut affine = vec![(0f32, 0f32); n * c];
     for s in 0..n {
@@ -161,12 +161,12 @@ fn cpu_fwd_planes<K: PlaneAffine>(
     Ok((CpuStorage::F32(out), layout.shape().clone()))
 }
 
-/// A normalization with its input planes' moments already known (computed by the operation that
-/// made the input, [`crate::plane_stats`]).
+/// A normalization with its input planes' moments where they are known (computed by the
+/// operation that made the input, [`crate::plane_stats`]); measured where not.
 #[derive(Debug)]
 pub(crate) struct WithMoments<'a, K> {
     pub norm: &'a K,
-    pub moments: Vec<Moments>,
+    pub moments: Option<Vec<Moments>>,
 }
 
 impl<K: PlaneAffine + std::fmt::Debug> CustomOp1 for WithMoments<'_, K> {
@@ -174,7 +174,7 @@ impl<K: PlaneAffine + std::fmt::Debug> CustomOp1 for WithMoments<'_, K> {
         K::NAME
     }
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        cpu_fwd_planes(self.norm, storage, layout, Some(&self.moments), None)
+        cpu_fwd_planes(self.norm, storage, layout, self.moments.as_deref(), None)
     }
 }
 

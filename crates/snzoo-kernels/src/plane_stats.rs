@@ -25,6 +25,22 @@ use candle_core::{Tensor, TensorId};
 
 use crate::norm::Moments;
 
+/// Columns per panel of both bf16 GEMMs (the AMX kernel's block, the AVX-512 BF16 kernel's
+/// tile): one [`Partial`] per row and panel.
+pub const PANEL: usize = crate::gemm_bf16::NR;
+
+/// The address of a GEMM's `partials` (0 for none), checked to hold one per row and panel of an
+/// M×N product; `kernel` names the GEMM in the panic.
+pub(crate) fn partials_addr(partials: Option<&mut [Partial]>, m: usize, n: usize, kernel: &str) -> usize {
+    match partials {
+        Some(p) => {
+            assert_eq!(p.len(), m * n.div_ceil(PANEL), "{kernel}: partials do not match M and N");
+            p.as_mut_ptr() as usize
+        }
+        None => 0,
+    }
+}
+
 /// One block row's moments: the mean of its values and the sum of squared deviations from it.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 #[repr(C)]
