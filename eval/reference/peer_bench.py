@@ -17,7 +17,7 @@ Each measurement runs for --seconds after a warm-up; each round measures every e
 cell, so slow phases of the shared machine hit all engines alike, and the best round counts.
 
 The arithmetic limit is measured on the machine by eval/reference/peak/fma_peak.c (a pure
-AVX-512 FMA / vdpbf16ps loop on all threads, best of three) and divided by the model's flops per
+FMA loop (zmm or ymm, whichever the CPU runs faster) and vdpbf16ps loop where the CPU has it, on all threads, best of three) and divided by the model's flops per
 image (2 x the multiply-adds of its convolutions and classifier, counted with forward hooks).
 """
 import argparse
@@ -58,7 +58,7 @@ def flops_per_image(model):
 
 def peak(threads):
     exe = os.path.join(tempfile.gettempdir(), 'snzoo_fma_peak')
-    subprocess.run(['cc', '-O3', '-funroll-all-loops', '-mfma', '-mavx512f', '-mavx512bf16', '-pthread', os.path.join(HERE, 'peak', 'fma_peak.c'), '-o', exe],
+    subprocess.run(['cc', '-O3', '-funroll-all-loops', '-pthread', os.path.join(HERE, 'peak', 'fma_peak.c'), '-o', exe],
                    check=True)
     return json.loads(subprocess.run([exe, str(threads)], check=True, capture_output=True, text=True).stdout)
 

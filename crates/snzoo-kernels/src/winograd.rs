@@ -15,10 +15,12 @@
 //!
 //! The transforms run 16 tiles (or 16 input channels, for the weights) per AVX-512 register:
 //! the tiles' 36 inputs gathered from a zero-bordered copy of each plane, the outputs scattered
-//! into the planes under masks at the edges. The portable version computes the same formulas in
-//! the same order one tile at a time (Rust never contracts a·b + c into an FMA), so both give
-//! the same bits (tested); it is there for the tests and for CPUs without AVX-512, where
-//! [`applies`] keeps im2col + GEMM since scalar transforms would eat the saving.
+//! into the planes under masks at the edges. On AVX2-only CPUs (Zen 3, Haswell to Alder Lake)
+//! they run 8 tiles per register: gathered the same way, the output tiles transposed in
+//! registers and stored a 4-float row at a time (AVX2 has no scatter). The portable version
+//! computes the same formulas in the same order one tile at a time (Rust never contracts
+//! a·b + c into an FMA), so all three give the same bits (tested); it is there for the tests and
+//! for CPUs without AVX2, where [`applies`] keeps im2col + GEMM.
 //!
 //! Accuracy: the transforms' rounding (and 1/6, 1/12, 1/24 in G) make the result differ from
 //! direct convolution by ~1e-6 of the output's scale (tests/winograd.rs bounds it against an
@@ -49,7 +51,7 @@ const MAX_SLAB: usize = 64;
 
 /// Whether Winograd runs a convolution of H×W images, C_in → C_out channels, with a k×k kernel,
 /// stride `s` and padding `p`: 3×3, stride 1, padding 1, C_in·C_out ≤ [`MAX_PAIRS`], at least
-/// [`MIN_TILES`] tiles per image, a CPU with AVX-512, and not turned off by `SNZOO_WINOGRAD=0`.
+/// [`MIN_TILES`] tiles per image, a CPU with AVX2 or AVX-512, and not turned off by `SNZOO_WINOGRAD=0`.
 pub fn applies((k, s, p): (usize, usize, usize), (c_in, c_out): (usize, usize), (h, w): (usize, usize)) -> bool {
     static ENABLED: OnceLock<bool> = OnceLock::new();
     k == 3
@@ -57,7 +59,7 @@ pub fn applies((k, s, p): (usize, usize, usize), (c_in, c_out): (usize, usize), 
         && p == 1
         && c_in * c_out <= MAX_PAIRS
         && h.div_ceil(4) * w.div_ceil(4) >= MIN_TILES
-        && *ENABLED.get_or_init(|| std::env::var_os("SNZOO_WINOGRAD").is_none_or(|v| v != "0") && Level::detect() == Level::Avx512)
+        && *ENABLED.get_or_init(|| std::env::var_os("SNZOO_WINOGRAD").is_none_or(|v| v != "0") && Level::detect().vectorised())
 }
 
 /// A 3×3, stride-1, padding-1 convolution's output channels and image size (output H×W = input H×W).
@@ -92,6 +94,8 @@ impl Shape3x3 {
 pub enum Level {
     /// 16 tiles per register, gathers and masked scatters.
     Avx512,
+    /// 8 tiles per register, gathers, and the output tiles' rows stored after a transposition.
+    Avx2,
     /// One tile at a time.
     Portable,
 }
@@ -100,15 +104,37 @@ impl Level {
     /// The widest this CPU runs.
     pub fn detect() -> Self {
         #[cfg(target_arch = "x86_64")]
-        if std::arch::is_x86_feature_detected!("avx512f") {
-            return Level::Avx512;
+        {
+            if std::arch::is_x86_feature_detected!("avx512f") {
+                return Level::Avx512;
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Level::Avx2;
+            }
         }
         Level::Portable
     }
 
     /// Whether this CPU runs the level's code.
     pub fn supported(self) -> bool {
-        self == Level::Portable || Level::detect() == Level::Avx512
+        #[cfg(target_arch = "x86_64")]
+        {
+            match self {
+                Level::Avx512 => std::arch::is_x86_feature_detected!("avx512f"),
+                Level::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+                Level::Portable => true,
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            self == Level::Portable
+        }
+    }
+
+    /// Whether the transforms run several tiles per instruction (where [`applies`] takes
+    /// Winograd: one tile at a time would eat much of its saving).
+    pub fn vectorised(self) -> bool {
+        self != Level::Portable
     }
 }
 
@@ -158,9 +184,6 @@ impl crate::conv::MappedConv for Conv2dWinograd {
         let (c_out, c_in_u) = self.weights.dims();
         if c_in != c_in_u {
             candle_core::bail!("conv2d-winograd: a {c_in}-channel input does not fit {c_out}x{c_in_u} weights");
-        }
-        if !Level::Avx512.supported() {
-            candle_core::bail!("conv2d-winograd needs a CPU with AVX-512");
         }
         if c_out * h * w > i32::MAX as usize {
             candle_core::bail!("conv2d-winograd: {c_out}x{h}x{w} output planes exceed 2^31 elements");
@@ -353,8 +376,8 @@ impl Tables {
     }
 }
 
-/// The transforms' formulas on scalars and, compiled for AVX-512, on 16 lanes: the same
-/// operations in the same order, so the same bits per lane.
+/// The transforms' formulas on scalars and, compiled for AVX2 and AVX-512, on 8 and 16 lanes:
+/// the same operations in the same order, so the same bits per lane.
 macro_rules! formulas {
     ($(#[$attr:meta])* $v:ty, $add:expr, $sub:expr, $scale:expr) => {
         /// Bᵀ d for one column d of an input tile.
@@ -435,6 +458,21 @@ mod scalar {
     );
 }
 
+/// 8 tiles at a time.
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    use super::POINTS;
+    use std::arch::x86_64::*;
+    formulas!(
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        __m256,
+        |a, b| _mm256_add_ps(a, b),
+        |a, b| _mm256_sub_ps(a, b),
+        |a, k| _mm256_mul_ps(a, _mm256_set1_ps(k))
+    );
+}
+
 /// 16 tiles or kernels at a time.
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
@@ -486,6 +524,9 @@ fn transform_input(level: Level, xi: &[f32], map: Option<RowAffine>, shape: Shap
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Avx512` is only passed where the CPU has AVX-512 (checked by the caller).
             Level::Avx512 => unsafe { input_avx512(&padded, wp, tables, dst) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Avx2` is only passed where the CPU has AVX2 (checked by the caller).
+            Level::Avx2 => unsafe { input_avx2(&padded, wp, tables, dst) },
             _ => {
                 for (i, &base) in tables.in_base.iter().enumerate() {
                     let d = std::array::from_fn(|r| std::array::from_fn(|c| padded[base as usize + r * wp + c]));
@@ -522,6 +563,37 @@ fn input_avx512(padded: &[f32], wp: usize, tables: &Tables, dst: &mut [f32]) {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn input_avx2(padded: &[f32], wp: usize, tables: &Tables, dst: &mut [f32]) {
+    use std::arch::x86_64::*;
+    let t = tables.in_base.len();
+    assert!(dst.len() >= POINTS * t && tables.in_base.iter().all(|&b| b >= 0 && b as usize + 5 * wp + 5 < padded.len()));
+    for t0 in (0..t).step_by(8) {
+        let lanes = (t - t0).min(8);
+        // Lanes past the last tile gather tile 0's inputs (offset 0) and are not stored.
+        let mut base = [0i32; 8];
+        base[..lanes].copy_from_slice(&tables.in_base[t0..t0 + lanes]);
+        // SAFETY: every gathered element is inside `padded` (checked above; offset 0 too, as
+        // the padded plane has at least 6 rows of `wp`); the stores write dst[ξ][t0..t0 + lanes].
+        unsafe {
+            let idx = _mm256_loadu_si256(base.as_ptr().cast());
+            let d: [[__m256; 6]; 6] =
+                std::array::from_fn(|r| std::array::from_fn(|c| _mm256_i32gather_ps::<4>(padded.as_ptr().add(r * wp + c), idx)));
+            for (xi, v) in avx2::input_tile(d).into_iter().enumerate() {
+                let at = dst.as_mut_ptr().add(xi * t + t0);
+                if lanes == 8 {
+                    _mm256_storeu_ps(at, v);
+                } else {
+                    let mut lane = [0f32; 8];
+                    _mm256_storeu_ps(lane.as_mut_ptr(), v);
+                    std::ptr::copy_nonoverlapping(lane.as_ptr(), at, lanes);
+                }
+            }
+        }
+    }
+}
+
 /// U ([36][C_out][C_in], C_out = `cos.end`) of output channels `cos`.
 fn transform_weights(level: Level, g: &[f32], c_in: usize, cos: std::ops::Range<usize>, u: &mut [f32]) {
     let rows = cos.end;
@@ -532,6 +604,9 @@ fn transform_weights(level: Level, g: &[f32], c_in: usize, cos: std::ops::Range<
             #[cfg(target_arch = "x86_64")]
             // SAFETY: `Avx512` is only passed where the CPU has AVX-512 (checked by the caller).
             Level::Avx512 => unsafe { weights_avx512(kernels, c_in, rows, co, u) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: `Avx2` is only passed where the CPU has AVX2 (checked by the caller).
+            Level::Avx2 => unsafe { weights_avx2(kernels, c_in, rows, co, u) },
             _ => {
                 for (ci, k) in kernels.chunks_exact(9).enumerate() {
                     let tile = scalar::weight_tile(std::array::from_fn(|r| std::array::from_fn(|c| k[r * 3 + c])));
@@ -567,6 +642,31 @@ fn weights_avx512(kernels: &[f32], c_in: usize, rows: usize, co: usize, u: &mut 
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn weights_avx2(kernels: &[f32], c_in: usize, rows: usize, co: usize, u: &mut [f32]) {
+    use std::arch::x86_64::*;
+    assert!(kernels.len() >= 9 * c_in && u.len() >= POINTS * rows * c_in && co < rows);
+    let idx = _mm256_setr_epi32(0, 9, 18, 27, 36, 45, 54, 63);
+    for c0 in (0..c_in).step_by(8) {
+        let lanes = (c_in - c0).min(8);
+        let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        // SAFETY: the masked gathers read taps of kernels c0..c0 + lanes (inside `kernels`),
+        // the masked stores write u[ξ][co][c0..c0 + lanes] (inside `u`), both checked above.
+        unsafe {
+            let base = kernels.as_ptr().add(c0 * 9);
+            let g: [[__m256; 3]; 3] = std::array::from_fn(|r| {
+                std::array::from_fn(|c| {
+                    _mm256_mask_i32gather_ps::<4>(_mm256_setzero_ps(), base.add(r * 3 + c), idx, _mm256_castsi256_ps(mask))
+                })
+            });
+            for (xi, v) in avx2::weight_tile(g).into_iter().enumerate() {
+                _mm256_maskstore_ps(u.as_mut_ptr().add((xi * rows + co) * c_in + c0), mask, v);
+            }
+        }
+    }
+}
+
 /// The output planes of a slab from its products `m` ([36][width][T]).
 fn transform_output(level: Level, m: &[f32], tables: &Tables, width: usize, planes: &mut OutputPlanes) {
     let t = tables.out_base.len();
@@ -579,6 +679,9 @@ fn transform_output(level: Level, m: &[f32], tables: &Tables, width: usize, plan
             // SAFETY: `Avx512` is only passed where the CPU has AVX-512 (checked by the caller);
             // the tables' offsets, within each tile's rows and columns, lie in the slab's planes.
             Level::Avx512 => unsafe { output_avx512(m, tables, width, jl, w, plane) },
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: as above, for AVX2.
+            Level::Avx2 => unsafe { output_avx2(m, tables, width, jl, w, plane) },
             _ => {
                 for i in 0..t {
                     let y = scalar::output_tile(std::array::from_fn(|xi| m[(xi * width + jl) * t + i]));
@@ -619,6 +722,53 @@ unsafe fn output_avx512(m: &[f32], tables: &Tables, width: usize, jl: usize, w: 
                 for (c, &v) in row.iter().enumerate() {
                     let keep = _mm512_mask_cmpgt_epi32_mask(in_rows, cols, _mm512_set1_epi32(c as i32));
                     _mm512_mask_i32scatter_ps::<4>(plane.add(r * w + c).cast(), keep, idx, v);
+                }
+            }
+        }
+    }
+}
+
+/// # Safety
+/// AVX2; `plane` + each tile's offset + r·w + c (r, c below its rows and columns) is a writable
+/// element of the output.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn output_avx2(m: &[f32], tables: &Tables, width: usize, jl: usize, w: usize, plane: *mut f32) {
+    use std::arch::x86_64::*;
+    let t = tables.out_base.len();
+    let lane_mask = |n: usize| _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    for t0 in (0..t).step_by(8) {
+        let lanes = (t - t0).min(8);
+        let mask = lane_mask(lanes);
+        // SAFETY: the masked loads read m[ξ][jl][t0..t0 + lanes]; the stores below write each
+        // tile's rows and columns inside the planes (the caller's contract).
+        unsafe {
+            let p: [__m256; POINTS] = std::array::from_fn(|xi| _mm256_maskload_ps(m.as_ptr().add((xi * width + jl) * t + t0), mask));
+            let y = avx2::output_tile(p);
+            for (r, row) in y.iter().enumerate() {
+                // Row r of the 8 tiles: [c][tile] → four registers, register k holding tile k's
+                // row in its low half and tile k + 4's in its high half.
+                let (a, b) = (_mm256_unpacklo_ps(row[0], row[1]), _mm256_unpackhi_ps(row[0], row[1]));
+                let (c, d) = (_mm256_unpacklo_ps(row[2], row[3]), _mm256_unpackhi_ps(row[2], row[3]));
+                let q = [
+                    _mm256_shuffle_ps::<0x44>(a, c),
+                    _mm256_shuffle_ps::<0xee>(a, c),
+                    _mm256_shuffle_ps::<0x44>(b, d),
+                    _mm256_shuffle_ps::<0xee>(b, d),
+                ];
+                for k in 0..lanes {
+                    let i = t0 + k;
+                    if (r as i32) >= tables.rows[i] {
+                        continue;
+                    }
+                    let v = if k < 4 { _mm256_castps256_ps128(q[k]) } else { _mm256_extractf128_ps::<1>(q[k - 4]) };
+                    let at = plane.add(tables.out_base[i] as usize + r * w);
+                    let cols = tables.cols[i] as usize;
+                    if cols == 4 {
+                        _mm_storeu_ps(at, v);
+                    } else {
+                        _mm_maskstore_ps(at, _mm_cmpgt_epi32(_mm_set1_epi32(cols as i32), _mm_setr_epi32(0, 1, 2, 3)), v);
+                    }
                 }
             }
         }

@@ -1,5 +1,5 @@
-//! Winograd F(4×4, 3×3) against an f64 direct convolution, its AVX-512 and portable transforms
-//! against each other (bit for bit), and `conv2d` picking it where it applies.
+//! Winograd F(4×4, 3×3) against an f64 direct convolution, its AVX-512, AVX2 and portable
+//! transforms against each other (bit for bit), and `conv2d` picking it where it applies.
 
 use std::mem::MaybeUninit;
 
@@ -67,7 +67,7 @@ fn winograd_matches_an_f64_direct_convolution() {
         let g = values(c_out * c_in * 9, 2);
         let want = reference(&x, &g, n, (c_in, c_out, h, w));
         let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
-        for level in [Level::Portable, Level::Avx512] {
+        for level in [Level::Portable, Level::Avx2, Level::Avx512] {
             if !level.supported() {
                 eprintln!("skipped: {level:?} (this CPU lacks it)");
                 continue;
@@ -90,18 +90,24 @@ fn winograd_matches_an_f64_direct_convolution() {
 }
 
 #[test]
-fn avx512_and_portable_transforms_give_the_same_bits() {
-    if !Level::Avx512.supported() {
-        eprintln!("skipped: this CPU has no AVX-512");
-        return;
-    }
-    for (n, c_in, c_out, h, w) in CASES {
-        let x = values(n * c_in * h * w, 3);
-        let g = values(c_out * c_in * 9, 4);
-        let (ua, up) = (TransformedWeights::new(Level::Avx512, &g, c_out, c_in), TransformedWeights::new(Level::Portable, &g, c_out, c_in));
-        let a = run(Level::Avx512, &x, &ua, n, (h, w), 2);
-        let p = run(Level::Portable, &x, &up, n, (h, w), 2);
-        assert!(a.iter().zip(&p).all(|(a, p)| a.to_bits() == p.to_bits()), "{:?}: the two transforms differ", (n, c_in, c_out, h, w));
+fn vector_and_portable_transforms_give_the_same_bits() {
+    for level in [Level::Avx2, Level::Avx512] {
+        if !level.supported() {
+            eprintln!("skipped: {level:?} (this CPU lacks it)");
+            continue;
+        }
+        for (n, c_in, c_out, h, w) in CASES {
+            let x = values(n * c_in * h * w, 3);
+            let g = values(c_out * c_in * 9, 4);
+            let (uv, up) = (TransformedWeights::new(level, &g, c_out, c_in), TransformedWeights::new(Level::Portable, &g, c_out, c_in));
+            let v = run(level, &x, &uv, n, (h, w), 2);
+            let p = run(Level::Portable, &x, &up, n, (h, w), 2);
+            assert!(
+                v.iter().zip(&p).all(|(a, p)| a.to_bits() == p.to_bits()),
+                "{level:?} {:?}: the transforms differ",
+                (n, c_in, c_out, h, w)
+            );
+        }
     }
 }
 
@@ -123,7 +129,7 @@ fn conv2d_takes_winograd_where_it_applies() {
         eprintln!("conv2d {:?}: {:.2e}", (n, c_in, c_out, hw, stride), diff / scale);
         assert!(diff / scale <= 2e-5, "{:?}: {:.2e}", (n, c_in, c_out, hw, stride), diff / scale);
         let enabled = std::env::var_os("SNZOO_WINOGRAD").is_none_or(|v| v != "0");
-        let expected = stride == 1 && c_in * c_out <= winograd::MAX_PAIRS && hw >= 24 && Level::detect() == Level::Avx512 && enabled;
+        let expected = stride == 1 && c_in * c_out <= winograd::MAX_PAIRS && hw >= 24 && Level::detect().vectorised() && enabled;
         assert_eq!(winograd::applies((3, stride, 1), (c_in, c_out), (hw, hw)), expected, "{:?}", (n, c_in, c_out, hw, stride));
     }
 }
