@@ -29,6 +29,7 @@ pub struct ResidualAdd {
 
 impl ResidualAdd {
     /// Writes every element of `out` (as long as `a` and `b`) on this thread.
+    #[inline(always)]
     fn run_serial(&self, a: &[f32], b: &[f32], out: &mut [MaybeUninit<f32>]) {
         if self.relu {
             for ((o, &a), &b) in out.iter_mut().zip(a).zip(b) {
@@ -46,7 +47,7 @@ impl ResidualAdd {
         let threads = threads_for(out.len());
         crate::parallel::chunks_mut(threads, out, CHUNK, |first, o| {
             let (at, len) = (first * CHUNK, o.len());
-            self.run_serial(&a[at..at + len], &b[at..at + len], o)
+            crate::parallel::wide(|| self.run_serial(&a[at..at + len], &b[at..at + len], o))
         });
     }
 }
@@ -99,14 +100,16 @@ impl CustomOp2 for ResidualAddRecording {
             crate::parallel::output_buffer(a.len(), |out| {
                 let out_addr = out.as_mut_ptr() as usize;
                 crate::parallel::chunks_mut(threads, &mut moments, 1, |first, run| {
-                    for (i, m) in run.iter_mut().enumerate() {
-                        let at = (first + i) * hw;
-                        // SAFETY: plane `first + i` of the output, written by this task only.
-                        let o = std::slice::from_raw_parts_mut((out_addr as *mut MaybeUninit<f32>).add(at), hw);
-                        ResidualAdd { relu }.run_serial(&a[at..at + hw], &b[at..at + hw], o);
-                        // SAFETY: every element of `o` was just written.
-                        *m = crate::norm::moments_of(std::slice::from_raw_parts(o.as_ptr().cast::<f32>(), hw));
-                    }
+                    crate::parallel::wide(|| {
+                        for (i, m) in run.iter_mut().enumerate() {
+                            let at = (first + i) * hw;
+                            // SAFETY: plane `first + i` of the output, written by this task only.
+                            let o = std::slice::from_raw_parts_mut((out_addr as *mut MaybeUninit<f32>).add(at), hw);
+                            ResidualAdd { relu }.run_serial(&a[at..at + hw], &b[at..at + hw], o);
+                            // SAFETY: every element of `o` was just written.
+                            *m = crate::norm::moments_of(std::slice::from_raw_parts(o.as_ptr().cast::<f32>(), hw));
+                        }
+                    })
                 });
             })
         };

@@ -20,7 +20,7 @@ const PARALLEL_MIN_ELEMENTS: usize = 1 << 16;
 
 /// Σ f(v) with 16 independent f32 lanes (vectorisable; each lane sums at most a few hundred
 /// terms of one plane), combined in f64.
-#[inline]
+#[inline(always)]
 fn lane_sum(v: &[f32], f: impl Fn(f32) -> f32) -> f64 {
     let mut acc = [0f32; 16];
     let chunks = v.chunks_exact(16);
@@ -50,6 +50,7 @@ fn threads_for(len: usize) -> usize {
 }
 
 /// The moments of one plane `v`: its mean, then the squared deviations from it (as f32) summed.
+#[inline(always)]
 pub(crate) fn moments_of(v: &[f32]) -> Moments {
     let mean = lane_sum(v, |a| a) / v.len() as f64;
     let c = mean as f32;
@@ -59,9 +60,11 @@ pub(crate) fn moments_of(v: &[f32]) -> Moments {
 fn plane_moments(x: &[f32], hw: usize) -> Vec<Moments> {
     let mut out = vec![Moments { mean: 0.0, m2: 0.0 }; x.len() / hw.max(1)];
     crate::parallel::chunks_mut(threads_for(x.len()), &mut out, 1, |first, run| {
-        for (m, v) in run.iter_mut().zip(x[first * hw..].chunks(hw)) {
-            *m = moments_of(v);
-        }
+        crate::parallel::wide(|| {
+            for (m, v) in run.iter_mut().zip(x[first * hw..].chunks(hw)) {
+                *m = moments_of(v);
+            }
+        })
     });
     out
 }
@@ -86,11 +89,13 @@ fn apply_affine(x: &[f32], hw: usize, affine: &[(f32, f32)], residual: Option<&[
         }),
     };
     crate::parallel::chunks_mut(threads_for(x.len()), out, hw, |first, run| {
-        for (i, o) in run.chunks_mut(hw).enumerate() {
-            let p = first + i;
-            let r = residual.map(|r| &r[p * hw..(p + 1) * hw]);
-            plane(o, &x[p * hw..(p + 1) * hw], r, affine[p]);
-        }
+        crate::parallel::wide(|| {
+            for (i, o) in run.chunks_mut(hw).enumerate() {
+                let p = first + i;
+                let r = residual.map(|r| &r[p * hw..(p + 1) * hw]);
+                plane(o, &x[p * hw..(p + 1) * hw], r, affine[p]);
+            }
+        })
     });
 }
 
@@ -490,5 +495,47 @@ impl CustomOp1 for SwitchNormInference {
         // SAFETY: as above; one thread per element.
         unsafe { b.launch(launch(len.div_ceil(BLOCK as usize))) }.w()?;
         Ok((candle_core::CudaStorage::wrap_cuda_slice(out, dev.clone()), layout.shape().clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The passes compiled for AVX2 ([`crate::parallel::wide`]) give the portable code's bits.
+    #[test]
+    fn avx2_passes_give_the_portable_bits() {
+        #[cfg(target_arch = "x86_64")]
+        if !std::arch::is_x86_feature_detected!("avx2") {
+            eprintln!("skipped: this CPU has no AVX2");
+            return;
+        }
+        // Planes of 3,136, 196, 49 and 7 values (lanes and a remainder), wide-ranging values.
+        for hw in [3136, 196, 49, 7] {
+            let x: Vec<f32> = (0..4 * hw).map(|i| ((i * 7919 % 1009) as f32 - 504.0) * 1.37e-3 + (i % 3) as f32 * 10.0).collect();
+            let r: Vec<f32> = (0..4 * hw).map(|i| ((i * 104729 % 997) as f32 - 498.0) * 2.1e-3).collect();
+            let affine = [(0.7f32, -0.3f32), (1.9, 0.25), (-0.4, 1.0), (0.05, -2.0)];
+            for v in x.chunks(hw) {
+                let (p, w) = (moments_of(v), crate::parallel::wide(|| moments_of(v)));
+                assert_eq!((p.mean.to_bits(), p.m2.to_bits()), (w.mean.to_bits(), w.m2.to_bits()), "moments, {hw} values");
+            }
+            for (residual, relu) in [(None, false), (None, true), (Some(&r[..]), false), (Some(&r[..]), true)] {
+                let mut wide = vec![MaybeUninit::uninit(); x.len()];
+                apply_affine(&x, hw, &affine, residual, relu, &mut wide);
+                // The portable loop, written out: x·scale + shift, + residual, then the ReLU.
+                for (i, o) in wide.iter().enumerate() {
+                    let (scale, shift) = affine[i / hw];
+                    let mut y = x[i] * scale + shift;
+                    if let Some(r) = residual {
+                        y += r[i];
+                    }
+                    if relu {
+                        y = y.max(0.0);
+                    }
+                    // SAFETY: `apply_affine` writes every element.
+                    assert_eq!(unsafe { o.assume_init() }.to_bits(), y.to_bits(), "affine, {hw} values, element {i}");
+                }
+            }
+        }
     }
 }

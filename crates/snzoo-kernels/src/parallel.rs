@@ -48,6 +48,30 @@ pub fn serially<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// Runs `f` compiled for AVX2 where the CPU has it (the portable code otherwise): the
+/// elementwise passes (moments, affine maps, residual sums, pooling) are written as plain loops
+/// over lanes, which the default x86-64 target compiles to SSE2. `f` and what it calls inline
+/// into the AVX2 copy; the operations and their order are the same (Rust never contracts
+/// a·b + c into an FMA), so both give the same bits. (AVX-512 CPUs run the AVX2 copy too.)
+#[inline(always)]
+pub(crate) fn wide<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx2")]
+        fn avx2<R>(f: impl FnOnce() -> R) -> R {
+            f()
+        }
+        static AVX2: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        if *AVX2
+            .get_or_init(|| std::arch::is_x86_feature_detected!("avx2") && std::env::var_os("SNZOO_AVX2_PASSES").is_none_or(|v| v != "0"))
+        {
+            // SAFETY: the CPU has AVX2 (checked above).
+            return unsafe { avx2(f) };
+        }
+    }
+    f()
+}
+
 /// A kernel's f32 operand as one contiguous slice; an error naming the kernel otherwise.
 pub(crate) fn contiguous_f32<'a>(kernel: &str, s: &'a CpuStorage, l: &Layout) -> candle_core::Result<&'a [f32]> {
     match (s, l.contiguous_offsets()) {
