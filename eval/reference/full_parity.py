@@ -84,7 +84,12 @@ def main():
                 results.append(r)
                 os.remove(pth)
                 os.remove(st)
-    out = {'torch': torch.__version__, 'snzoo_device': a.device, 'photos': PHOTOS, 'results': results}
+    cpuinfo = open('/proc/cpuinfo').read()
+    field = lambda name: cpuinfo.split(name)[1].split('\n')[0].split(':', 1)[1].strip() if name in cpuinfo else ''
+    out = {'torch': torch.__version__, 'snzoo_device': a.device, 'cpu': field('model name'), 'cpu_family': field('cpu family'),
+           'snzoo_commit': subprocess.run(['git', '-C', os.path.dirname(os.path.abspath(__file__)), 'rev-parse', '--short', 'HEAD'],
+                                          capture_output=True, text=True).stdout.strip(),
+           'photos': PHOTOS, 'results': results}
     with open(a.out, 'w') as f:
         json.dump(out, f, indent=1)
 

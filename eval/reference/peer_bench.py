@@ -6,7 +6,8 @@ own ONNX export of the same model, back to back, interleaved, best of R rounds p
         [--out eval/results/peer_bench.json]
 
 (/opt/onnxvenv: --system-site-packages over Debian's PyTorch 1.13; pip install "numpy<2" onnx
-onnxruntime openvino.)
+onnxruntime openvino. A plain venv with PyPI's torch torchvision onnx onnxruntime openvino works
+too: PyTorch 2.15 and numpy 2.4 on the Zen 3 run.)
 
 The model is a random-weight full-size SN ResNet (throughput does not depend on the weights),
 saved like the release and converted by snzoo; `snzoo export --onnx` gives the graph both peers
