@@ -353,6 +353,11 @@ struct Tables {
 }
 
 impl Tables {
+    /// Whether every tile's 6×6 inputs lie inside a padded plane of `len` floats, rows of `wp`.
+    fn inputs_inside(&self, len: usize, wp: usize) -> bool {
+        self.in_base.iter().all(|&b| b >= 0 && b as usize + 5 * wp + 5 < len)
+    }
+
     fn new(shape: Shape3x3) -> Self {
         let Shape3x3 { h, w, .. } = shape;
         let (tyn, txn) = shape.grid();
@@ -544,7 +549,7 @@ fn transform_input(level: Level, xi: &[f32], map: Option<RowAffine>, shape: Shap
 fn input_avx512(padded: &[f32], wp: usize, tables: &Tables, dst: &mut [f32]) {
     use std::arch::x86_64::*;
     let t = tables.in_base.len();
-    assert!(dst.len() >= POINTS * t && tables.in_base.iter().all(|&b| b >= 0 && b as usize + 5 * wp + 5 < padded.len()));
+    assert!(dst.len() >= POINTS * t && tables.inputs_inside(padded.len(), wp));
     for t0 in (0..t).step_by(16) {
         let lanes = (t - t0).min(16);
         let mask: __mmask16 = if lanes == 16 { 0xffff } else { (1u16 << lanes) - 1 };
@@ -568,7 +573,7 @@ fn input_avx512(padded: &[f32], wp: usize, tables: &Tables, dst: &mut [f32]) {
 fn input_avx2(padded: &[f32], wp: usize, tables: &Tables, dst: &mut [f32]) {
     use std::arch::x86_64::*;
     let t = tables.in_base.len();
-    assert!(dst.len() >= POINTS * t && tables.in_base.iter().all(|&b| b >= 0 && b as usize + 5 * wp + 5 < padded.len()));
+    assert!(dst.len() >= POINTS * t && tables.inputs_inside(padded.len(), wp));
     for t0 in (0..t).step_by(8) {
         let lanes = (t - t0).min(8);
         // Lanes past the last tile gather tile 0's inputs (offset 0) and are not stored.
@@ -642,6 +647,14 @@ fn weights_avx512(kernels: &[f32], c_in: usize, rows: usize, co: usize, u: &mut 
     }
 }
 
+/// A mask of the AVX2 lanes below `n` (all ones in lanes 0..n).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn lanes_below(n: usize) -> std::arch::x86_64::__m256i {
+    use std::arch::x86_64::*;
+    _mm256_cmpgt_epi32(_mm256_set1_epi32(n.min(8) as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7))
+}
+
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn weights_avx2(kernels: &[f32], c_in: usize, rows: usize, co: usize, u: &mut [f32]) {
@@ -650,7 +663,7 @@ fn weights_avx2(kernels: &[f32], c_in: usize, rows: usize, co: usize, u: &mut [f
     let idx = _mm256_setr_epi32(0, 9, 18, 27, 36, 45, 54, 63);
     for c0 in (0..c_in).step_by(8) {
         let lanes = (c_in - c0).min(8);
-        let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(lanes as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        let mask = lanes_below(lanes);
         // SAFETY: the masked gathers read taps of kernels c0..c0 + lanes (inside `kernels`),
         // the masked stores write u[ξ][co][c0..c0 + lanes] (inside `u`), both checked above.
         unsafe {
@@ -736,10 +749,9 @@ unsafe fn output_avx512(m: &[f32], tables: &Tables, width: usize, jl: usize, w: 
 unsafe fn output_avx2(m: &[f32], tables: &Tables, width: usize, jl: usize, w: usize, plane: *mut f32) {
     use std::arch::x86_64::*;
     let t = tables.out_base.len();
-    let lane_mask = |n: usize| _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     for t0 in (0..t).step_by(8) {
         let lanes = (t - t0).min(8);
-        let mask = lane_mask(lanes);
+        let mask = lanes_below(lanes);
         // SAFETY: the masked loads read m[ξ][jl][t0..t0 + lanes]; the stores below write each
         // tile's rows and columns inside the planes (the caller's contract).
         unsafe {
