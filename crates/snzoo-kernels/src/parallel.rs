@@ -49,7 +49,7 @@ pub fn serially<R>(f: impl FnOnce() -> R) -> R {
 }
 
 /// Runs `f` compiled for AVX2 where the CPU has it (the portable code otherwise): the
-/// elementwise passes (moments, affine maps, residual sums, pooling) are written as plain loops
+/// elementwise passes (moments, affine maps, residual sums) are written as plain loops
 /// over lanes, which the default x86-64 target compiles to SSE2. `f` and what it calls inline
 /// into the AVX2 copy; the operations and their order are the same (Rust never contracts
 /// a·b + c into an FMA), so both give the same bits. (AVX-512 CPUs run the AVX2 copy too.)
