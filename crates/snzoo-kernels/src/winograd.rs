@@ -579,21 +579,16 @@ fn input_avx2(padded: &[f32], wp: usize, tables: &Tables, dst: &mut [f32]) {
         // Lanes past the last tile gather tile 0's inputs (offset 0) and are not stored.
         let mut base = [0i32; 8];
         base[..lanes].copy_from_slice(&tables.in_base[t0..t0 + lanes]);
+        let mask = lanes_below(lanes);
         // SAFETY: every gathered element is inside `padded` (checked above; offset 0 too, as
-        // the padded plane has at least 6 rows of `wp`); the stores write dst[ξ][t0..t0 + lanes].
+        // the padded plane has at least 6 rows of `wp`); the masked stores write
+        // dst[ξ][t0..t0 + lanes].
         unsafe {
             let idx = _mm256_loadu_si256(base.as_ptr().cast());
             let d: [[__m256; 6]; 6] =
                 std::array::from_fn(|r| std::array::from_fn(|c| _mm256_i32gather_ps::<4>(padded.as_ptr().add(r * wp + c), idx)));
             for (xi, v) in avx2::input_tile(d).into_iter().enumerate() {
-                let at = dst.as_mut_ptr().add(xi * t + t0);
-                if lanes == 8 {
-                    _mm256_storeu_ps(at, v);
-                } else {
-                    let mut lane = [0f32; 8];
-                    _mm256_storeu_ps(lane.as_mut_ptr(), v);
-                    std::ptr::copy_nonoverlapping(lane.as_ptr(), at, lanes);
-                }
+                _mm256_maskstore_ps(dst.as_mut_ptr().add(xi * t + t0), mask, v);
             }
         }
     }
