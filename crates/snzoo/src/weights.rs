@@ -93,23 +93,52 @@ pub fn architecture(path: &Path, info: &SafetensorsInfo) -> Result<ResNetConfig>
     Ok(inferred)
 }
 
-/// Checks that every tensor of a safetensors file is floating-point and finite.
-fn check_values(path: &Path) -> Result<()> {
-    let mmap = map(path)?;
-    let st = safetensors::SafeTensors::deserialize(&mmap).map_err(|source| Error::Safetensors { path: path.to_path_buf(), source })?;
-    for (name, view) in st.iter() {
-        let bad = |source| Error::BadTensor { path: path.to_path_buf(), source };
-        match snzoo_convert::DType::from_safetensors(view.dtype()) {
-            Some(d) if d.is_float() => {
-                if let Some((index, v)) = snzoo_convert::first_nonfinite(d, view.data()) {
-                    return Err(bad(snzoo_convert::InvalidTensor::NonFinite { name: name.to_string(), index, value: format!("{v}") }));
-                }
-            }
-            Some(d) => return Err(bad(snzoo_convert::InvalidTensor::NotFloat { name: name.to_string(), dtype: d })),
-            None => return Err(Error::Other(format!("{}: tensor `{name}` has the unsupported dtype {:?}", path.display(), view.dtype()))),
+/// Every tensor of a safetensors file in f32 on `device`, each checked floating-point and finite.
+///
+/// The tensors are read from the file one at a time into their own buffers rather than copied
+/// out of a memory map: a map's pages stay resident (and counted in the process's memory) while
+/// it lives, so loading through one peaks at twice the weights; this way the peak is the
+/// weights plus one tensor's bytes.
+fn read_tensors(path: &Path, device: &Device) -> Result<HashMap<String, candle_core::Tensor>> {
+    use std::io::{Read, Seek, SeekFrom};
+    // The header, validated by the safetensors crate against the file's length (only its
+    // first pages are touched).
+    let (start, entries) = {
+        let mmap = map(path)?;
+        let (header, meta) =
+            safetensors::SafeTensors::read_metadata(&mmap).map_err(|source| Error::Safetensors { path: path.to_path_buf(), source })?;
+        let mut entries: Vec<(String, safetensors::tensor::TensorInfo)> = meta.tensors().into_iter().map(|(k, v)| (k, v.clone())).collect();
+        // In file order: the reads go forward, and a bad file's first bad tensor is named.
+        entries.sort_by_key(|(_, info)| info.data_offsets);
+        (8 + header as u64, entries)
+    };
+    let mut file = snzoo_fs::open_regular(path)?;
+    let io = |op: &'static str| move |source| Error::from(snzoo_fs::FsError::Io { op, path: path.to_path_buf(), source });
+    let bad = |source| Error::BadTensor { path: path.to_path_buf(), source };
+    let mut tensors = HashMap::with_capacity(entries.len());
+    let mut bytes = Vec::new();
+    for (name, info) in entries {
+        let dtype = match snzoo_convert::DType::from_safetensors(info.dtype) {
+            Some(snzoo_convert::DType::F64) => DType::F64,
+            Some(snzoo_convert::DType::F32) => DType::F32,
+            Some(snzoo_convert::DType::F16) => DType::F16,
+            Some(snzoo_convert::DType::BF16) => DType::BF16,
+            Some(d) => return Err(bad(snzoo_convert::InvalidTensor::NotFloat { name, dtype: d })),
+            None => return Err(Error::Other(format!("{}: tensor `{name}` has the unsupported dtype {:?}", path.display(), info.dtype))),
+        };
+        let (begin, end) = info.data_offsets;
+        bytes.clear();
+        bytes.resize(end - begin, 0u8);
+        file.seek(SeekFrom::Start(start + begin as u64)).map_err(io("seek"))?;
+        file.read_exact(&mut bytes).map_err(io("read"))?;
+        let d = snzoo_convert::DType::from_safetensors(info.dtype).expect("a float type (matched above)");
+        if let Some((index, v)) = snzoo_convert::first_nonfinite(d, &bytes) {
+            return Err(bad(snzoo_convert::InvalidTensor::NonFinite { name, index, value: format!("{v}") }));
         }
+        let t = candle_core::Tensor::from_raw_buffer(&bytes, dtype, &info.shape, device)?.to_dtype(DType::F32)?;
+        tensors.insert(name, t);
     }
-    Ok(())
+    Ok(tensors)
 }
 
 /// Every tensor of a weights file in f32 with its architecture and metadata (for training).
@@ -129,15 +158,13 @@ pub struct Weights {
 }
 
 impl Weights {
-    /// Opens a weights file: `.safetensors` (memory-mapped) or a checkpoint (converted in
-    /// memory). Architecture, tensor types and values are checked before anything is built.
+    /// Opens a weights file: `.safetensors` (its tensors read into memory) or a checkpoint
+    /// (converted in memory). Architecture, tensor types and values are checked before anything is built.
     pub fn open(path: &Path, device: &Device) -> Result<Weights> {
         if is_safetensors(path)? {
             let info = read_safetensors_info(path)?;
             let config = architecture(path, &info)?;
-            check_values(path)?;
-            // SAFETY: as in `map`.
-            let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[path], DType::F32, device) }?;
+            let vb = VarBuilder::from_tensors(read_tensors(path, device)?, DType::F32, device);
             return Ok(Weights { path: path.to_path_buf(), config, metadata: info.metadata, vb });
         }
         let converted = crate::convert::convert_checkpoint(path, None)?;
@@ -158,10 +185,7 @@ impl Weights {
         if is_safetensors(path)? {
             let info = read_safetensors_info(path)?;
             let config = architecture(path, &info)?;
-            check_values(path)?;
-            let tensors = candle_core::safetensors::load(path, device)?;
-            let tensors = tensors.into_iter().map(|(k, t)| Ok((k, t.to_dtype(DType::F32)?))).collect::<candle_core::Result<_>>()?;
-            return Ok(StateTensors { config, tensors, metadata: info.metadata });
+            return Ok(StateTensors { config, tensors: read_tensors(path, device)?, metadata: info.metadata });
         }
         let converted = crate::convert::convert_checkpoint(path, Some(snzoo_convert::DType::F32))?;
         let mut tensors = HashMap::new();

@@ -253,6 +253,21 @@ fn weights_that_compute_nan_are_refused_naming_the_tensor() {
         let w = patched_safetensors(d.path(), name, patch);
         fails_with(&snzoo(&["classify", "-w", s(&w), s(&img)]), &[name, needle, w.file_name().unwrap().to_str().unwrap()]);
     }
+    // A weight stored as integers in a safetensors file: refused, named.
+    let bytes = std::fs::read(d.path().join("tiny.safetensors")).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+    let name = "layer1.0.sn1.mean_weight";
+    let shape = st.tensor(name).unwrap().shape().to_vec();
+    let ints = vec![1u8; 4 * shape.iter().product::<usize>()];
+    let mut tensors: Vec<(String, safetensors::tensor::TensorView)> = st.tensors().into_iter().filter(|(n, _)| n != name).collect();
+    tensors.push((name.into(), safetensors::tensor::TensorView::new(safetensors::Dtype::I32, shape, &ints).unwrap()));
+    let int = d.path().join("int.safetensors");
+    std::fs::write(&int, safetensors::serialize(tensors, meta.metadata().clone()).unwrap()).unwrap();
+    fails_with(
+        &snzoo(&["classify", "-w", s(&int), s(&img)]),
+        &["int.safetensors", "`layer1.0.sn1.mean_weight` has dtype i32", "floating-point"],
+    );
     // The same in a torch.save file: refused at conversion, nothing written.
     let src = fixture("models/r18v1_bn_zip.pth");
     let out = d.path().join("out.safetensors");
