@@ -2,7 +2,8 @@
 //! against Winograd F(4×4, 3×3) (weights transformed beforehand, as the models keep them), ms
 //! per image on the kernels' threads (`RAYON_NUM_THREADS=1` for one), and the one-off weight
 //! transform. `snzoo_kernels::winograd` takes Winograd where C_in·C_out ≤ 128² (the first two
-//! stages); this shows why.
+//! stages); this shows why (in the network the transformed weights of the last two stages would
+//! stream from memory for every image: eval/BENCHMARKS.md).
 //!
 //!     cargo run --release -p snzoo-kernels --example conv3x3_shapes -- [BATCH]
 use std::mem::MaybeUninit;
@@ -12,8 +13,8 @@ use snzoo_kernels::winograd::{self, Level, TransformedWeights};
 
 fn main() {
     let n: usize = std::env::args().nth(1).map(|a| a.parse().expect("BATCH: a number")).unwrap_or(1);
-    if Level::detect() != Level::Avx512 {
-        println!("no AVX-512: Winograd runs only in its portable (test) version here");
+    if !Level::detect().vectorised() {
+        println!("neither AVX2 nor AVX-512: Winograd runs only in its portable (test) version here");
     }
     let threads = snzoo_kernels::parallel::threads();
     println!("batch {n}, {threads} threads; ms per image (direct = im2col + GEMM)");
