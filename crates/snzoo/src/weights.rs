@@ -11,11 +11,14 @@ use snzoo_model::ResNetConfig;
 
 use crate::{Error, Result};
 
-/// What the header of a safetensors file says: tensor shapes and types, and `__metadata__`.
+/// What the header of a safetensors file says: tensor shapes, types and where their bytes lie,
+/// and `__metadata__`.
 #[derive(Debug, Clone)]
 pub struct SafetensorsInfo {
     pub shapes: BTreeMap<String, Vec<usize>>,
     pub dtypes: BTreeMap<String, safetensors::Dtype>,
+    /// Each tensor's bytes, [begin, end) in the file (validated against its length).
+    pub spans: BTreeMap<String, (u64, u64)>,
     pub metadata: HashMap<String, String>,
 }
 
@@ -32,15 +35,20 @@ fn map(path: &Path) -> Result<memmap2::Mmap> {
 /// sizes and the buffer's length are validated) without touching the tensor data.
 pub fn read_safetensors_info(path: &Path) -> Result<SafetensorsInfo> {
     let mmap = map(path)?;
-    let (_, meta) =
+    let (header, meta) =
         safetensors::SafeTensors::read_metadata(&mmap).map_err(|source| Error::Safetensors { path: path.to_path_buf(), source })?;
+    // The data follows the 8-byte header length and the header.
+    let start = 8 + header as u64;
     let mut shapes = BTreeMap::new();
     let mut dtypes = BTreeMap::new();
+    let mut spans = BTreeMap::new();
     for (name, info) in meta.tensors() {
         shapes.insert(name.clone(), info.shape.clone());
-        dtypes.insert(name, info.dtype);
+        dtypes.insert(name.clone(), info.dtype);
+        let (begin, end) = info.data_offsets;
+        spans.insert(name, (start + begin as u64, start + end as u64));
     }
-    Ok(SafetensorsInfo { shapes, dtypes, metadata: meta.metadata().clone().unwrap_or_default() })
+    Ok(SafetensorsInfo { shapes, dtypes, spans, metadata: meta.metadata().clone().unwrap_or_default() })
 }
 
 /// Whether a file starts like a safetensors file (a header length, then `{`).
@@ -93,50 +101,44 @@ pub fn architecture(path: &Path, info: &SafetensorsInfo) -> Result<ResNetConfig>
     Ok(inferred)
 }
 
-/// Every tensor of a safetensors file in f32 on `device`, each checked floating-point and finite.
+/// Every tensor of the safetensors file `path` (its header `info`) in f32 on `device`, each
+/// checked floating-point and finite.
 ///
 /// The tensors are read from the file one at a time into their own buffers rather than copied
 /// out of a memory map: a map's pages stay resident (and counted in the process's memory) while
 /// it lives, so loading through one peaks at twice the weights; this way the peak is the
 /// weights plus one tensor's bytes.
-fn read_tensors(path: &Path, device: &Device) -> Result<HashMap<String, candle_core::Tensor>> {
+fn read_tensors(path: &Path, info: &SafetensorsInfo, device: &Device) -> Result<HashMap<String, candle_core::Tensor>> {
     use std::io::{Read, Seek, SeekFrom};
-    // The header, validated by the safetensors crate against the file's length (only its
-    // first pages are touched).
-    let (start, entries) = {
-        let mmap = map(path)?;
-        let (header, meta) =
-            safetensors::SafeTensors::read_metadata(&mmap).map_err(|source| Error::Safetensors { path: path.to_path_buf(), source })?;
-        let mut entries: Vec<(String, safetensors::tensor::TensorInfo)> = meta.tensors().into_iter().map(|(k, v)| (k, v.clone())).collect();
-        // In file order: the reads go forward, and a bad file's first bad tensor is named.
-        entries.sort_by_key(|(_, info)| info.data_offsets);
-        (8 + header as u64, entries)
-    };
     let mut file = snzoo_fs::open_regular(path)?;
     let io = |op: &'static str| move |source| Error::from(snzoo_fs::FsError::Io { op, path: path.to_path_buf(), source });
     let bad = |source| Error::BadTensor { path: path.to_path_buf(), source };
-    let mut tensors = HashMap::with_capacity(entries.len());
+    // In file order: the reads go forward, and a bad file's first bad tensor is named.
+    let mut order: Vec<(&String, &(u64, u64))> = info.spans.iter().collect();
+    order.sort_by_key(|&(_, span)| span);
+    let mut tensors = HashMap::with_capacity(order.len());
     let mut bytes = Vec::new();
-    for (name, info) in entries {
-        let dtype = match snzoo_convert::DType::from_safetensors(info.dtype) {
-            Some(snzoo_convert::DType::F64) => DType::F64,
-            Some(snzoo_convert::DType::F32) => DType::F32,
-            Some(snzoo_convert::DType::F16) => DType::F16,
-            Some(snzoo_convert::DType::BF16) => DType::BF16,
-            Some(d) => return Err(bad(snzoo_convert::InvalidTensor::NotFloat { name, dtype: d })),
-            None => return Err(Error::Other(format!("{}: tensor `{name}` has the unsupported dtype {:?}", path.display(), info.dtype))),
+    for (name, &(begin, end)) in order {
+        let stored = info.dtypes[name];
+        let Some(d) = snzoo_convert::DType::from_safetensors(stored) else {
+            return Err(Error::Other(format!("{}: tensor `{name}` has the unsupported dtype {stored:?}", path.display())));
         };
-        let (begin, end) = info.data_offsets;
+        let dtype = match d {
+            snzoo_convert::DType::F64 => DType::F64,
+            snzoo_convert::DType::F32 => DType::F32,
+            snzoo_convert::DType::F16 => DType::F16,
+            snzoo_convert::DType::BF16 => DType::BF16,
+            _ => return Err(bad(snzoo_convert::InvalidTensor::NotFloat { name: name.clone(), dtype: d })),
+        };
         bytes.clear();
-        bytes.resize(end - begin, 0u8);
-        file.seek(SeekFrom::Start(start + begin as u64)).map_err(io("seek"))?;
+        bytes.resize((end - begin) as usize, 0u8);
+        file.seek(SeekFrom::Start(begin)).map_err(io("seek"))?;
         file.read_exact(&mut bytes).map_err(io("read"))?;
-        let d = snzoo_convert::DType::from_safetensors(info.dtype).expect("a float type (matched above)");
         if let Some((index, v)) = snzoo_convert::first_nonfinite(d, &bytes) {
-            return Err(bad(snzoo_convert::InvalidTensor::NonFinite { name, index, value: format!("{v}") }));
+            return Err(bad(snzoo_convert::InvalidTensor::NonFinite { name: name.clone(), index, value: format!("{v}") }));
         }
-        let t = candle_core::Tensor::from_raw_buffer(&bytes, dtype, &info.shape, device)?.to_dtype(DType::F32)?;
-        tensors.insert(name, t);
+        let t = candle_core::Tensor::from_raw_buffer(&bytes, dtype, &info.shapes[name], device)?.to_dtype(DType::F32)?;
+        tensors.insert(name.clone(), t);
     }
     Ok(tensors)
 }
@@ -164,7 +166,7 @@ impl Weights {
         if is_safetensors(path)? {
             let info = read_safetensors_info(path)?;
             let config = architecture(path, &info)?;
-            let vb = VarBuilder::from_tensors(read_tensors(path, device)?, DType::F32, device);
+            let vb = VarBuilder::from_tensors(read_tensors(path, &info, device)?, DType::F32, device);
             return Ok(Weights { path: path.to_path_buf(), config, metadata: info.metadata, vb });
         }
         let converted = crate::convert::convert_checkpoint(path, None)?;
@@ -185,7 +187,8 @@ impl Weights {
         if is_safetensors(path)? {
             let info = read_safetensors_info(path)?;
             let config = architecture(path, &info)?;
-            return Ok(StateTensors { config, tensors: read_tensors(path, device)?, metadata: info.metadata });
+            let tensors = read_tensors(path, &info, device)?;
+            return Ok(StateTensors { config, tensors, metadata: info.metadata });
         }
         let converted = crate::convert::convert_checkpoint(path, Some(snzoo_convert::DType::F32))?;
         let mut tensors = HashMap::new();
