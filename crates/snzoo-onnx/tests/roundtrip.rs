@@ -46,7 +46,7 @@ fn tract_logits(onnx: &[u8], x: &[f32], n: usize, s: usize) -> Vec<f32> {
         .unwrap()
         .with_input_fact(0, f32::fact([n, 3, s, s]).into())
         .unwrap()
-        .into_optimized()
+        .into_typed()
         .unwrap()
         .into_runnable()
         .unwrap();
