@@ -46,6 +46,8 @@ fn tract_logits(onnx: &[u8], x: &[f32], n: usize, s: usize) -> Vec<f32> {
         .unwrap()
         .with_input_fact(0, f32::fact([n, 3, s, s]).into())
         .unwrap()
+        // Typed, not optimised: tract builds at opt-level 0 for the tests (Cargo.toml), where
+        // this test took 84 s with tract's optimiser and takes 21 s without it.
         .into_typed()
         .unwrap()
         .into_runnable()
