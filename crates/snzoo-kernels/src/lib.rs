@@ -3,7 +3,7 @@
 //! A model asks for an operation ([`conv2d`], [`switch_norm`], [`group_norm`],
 //! [`channel_affine`], [`residual_add`], [`max_pool_3x3_s2`], [`linear`]) and this layer picks the
 //! implementation: snzoo's own CPU kernels for f32 inference (im2col + GEMM convolutions,
-//! [`winograd`] for the 3×3 ones of the first stages on AVX2 and AVX-512, the
+//! [`winograd`] for the 3×3 ones of the first three stages on AVX2 and AVX-512, the
 //! bf16 GEMMs on AMX tiles or AVX-512 BF16, fused normalization + ReLU, scheduled one image per thread by
 //! [`parallel`]), the CUDA SN kernel with the `cuda` feature, or plain candle operations
 //! everywhere else (other devices and dtypes, and [`Implementation::Plain`], the oracle of the
@@ -88,14 +88,24 @@ impl ConvWeights {
         Ok(self.packed_bf16.get_or_init(|| packed).clone())
     }
 
-    /// The f32 Winograd operation of a 3×3 convolution, its weights transformed on first use.
-    fn winograd_op(&self) -> Result<winograd::Conv2dWinograd> {
-        if let Some(u) = self.winograd.get() {
+    /// The f32 Winograd operation of a 3×3 convolution with `tile`: F(4,3)'s weights transformed
+    /// on first use and kept (a convolution's tile depends on its channels alone:
+    /// [`winograd::tile_for`]), F(2,3)'s transformed by each call.
+    fn winograd_op(&self, tile: winograd::Tile) -> Result<winograd::Conv2dWinograd> {
+        if tile == winograd::Tile::F2 {
+            return Ok(winograd::Conv2dWinograd {
+                weights: std::sync::Arc::new(winograd::TransformedWeights::per_call(tile, &self.weight)?),
+            });
+        }
+        if let Some(u) = self.winograd.get().filter(|u| u.tile() == tile) {
             return Ok(winograd::Conv2dWinograd { weights: u.clone() });
         }
         let (c_out, c_in, _, _) = self.weight.dims4()?;
         let values = self.weight.flatten_all()?.to_vec1::<f32>()?;
-        let u = std::sync::Arc::new(winograd::TransformedWeights::new(winograd::Level::detect(), &values, c_out, c_in));
+        let u = std::sync::Arc::new(winograd::TransformedWeights::new(winograd::Level::detect(), tile, &values, c_out, c_in));
+        if self.winograd.get().is_some() {
+            return Ok(winograd::Conv2dWinograd { weights: u });
+        }
         Ok(winograd::Conv2dWinograd { weights: self.winograd.get_or_init(|| u).clone() })
     }
 
@@ -119,8 +129,8 @@ pub fn conv2d(x: &Tensor, w: &ConvWeights, precision: ConvPrecision, imp: Implem
             ConvPrecision::Bf16 => x.apply_op1_no_bwd(&w.bf16_op()?)?,
             ConvPrecision::F32 => {
                 let ((_, _, h, wd), (c_out, c_in, k, _)) = (x.dims4()?, w.weight.dims4()?);
-                if winograd::applies((k, w.stride, w.padding), (c_in, c_out), (h, wd)) {
-                    x.apply_op1_no_bwd(&w.winograd_op()?)?
+                if let Some(tile) = winograd::tile_for((k, w.stride, w.padding), (c_in, c_out), (h, wd)) {
+                    x.apply_op1_no_bwd(&w.winograd_op(tile)?)?
                 } else {
                     x.apply_op2_no_bwd(&w.weight.contiguous()?, &conv::Conv2dIm2col { stride: w.stride, padding: w.padding })?
                 }
@@ -209,10 +219,10 @@ where
         ConvPrecision::Bf16 => Ok(Some(norm_conv_op(&x, op, w.bf16_op()?)?)),
         ConvPrecision::F32 => {
             let ((_, _, h, wd), (c_out, c_in, k, _)) = (x.dims4()?, w.weight.dims4()?);
-            if !winograd::applies((k, w.stride, w.padding), (c_in, c_out), (h, wd)) {
+            let Some(tile) = winograd::tile_for((k, w.stride, w.padding), (c_in, c_out), (h, wd)) else {
                 return Ok(None);
-            }
-            Ok(Some(norm_conv_op(&x, op, w.winograd_op()?)?))
+            };
+            Ok(Some(norm_conv_op(&x, op, w.winograd_op(tile)?)?))
         }
     }
 }

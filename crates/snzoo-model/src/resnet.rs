@@ -25,6 +25,15 @@ use snzoo_kernels::{ConvPrecision, ConvWeights, Implementation};
 use crate::config::{BlockKind, ResNetConfig, Version};
 use crate::norm::{BatchStats, Norm2d, SwitchNorm2d};
 
+/// Stages that several images run one image at a time in inference ([`ResNet::trunk`]).
+const PER_IMAGE_STAGES: usize = 2;
+
+/// Images per rayon task at most in inference on several threads ([`ResNet::per_sample`]):
+/// enough for the later stages' Winograd GEMMs to get ~200 rows (4 × 49 tiles) and its per-call
+/// weight transform to serve several images, few enough that a share's maps stay small (2 and 8
+/// were no faster, 8 took 100 MB more: eval/BENCHMARKS.md) and the tasks still balance.
+const SHARE: usize = 4;
+
 /// How a forward pass runs.
 #[derive(Debug, Default)]
 struct Mode {
@@ -328,9 +337,11 @@ impl ResNet {
         out
     }
 
-    /// Inference on the CPU with several threads and images: one rayon task per image, each
-    /// through the whole network on one thread (see [`snzoo_kernels::parallel`]); the results
-    /// are the same as a batched forward, since inference treats every sample on its own.
+    /// Inference on the CPU with several threads and images: the batch in consecutive shares of
+    /// at most [`SHARE`] images (at least one per thread), one rayon task per share, each through
+    /// the whole network on one thread (see [`snzoo_kernels::parallel`], and
+    /// [`trunk`](Self::trunk) for how a share runs); the results are the same as a batched
+    /// forward, since inference treats every sample on its own.
     /// Otherwise (one image, one thread, another device) `f` runs on the whole batch and every
     /// kernel spreads over the pool.
     fn per_sample(&self, x: &Tensor, f: impl Fn(&Tensor) -> Result<Tensor> + Sync) -> Result<Tensor> {
@@ -348,32 +359,60 @@ impl ResNet {
             };
         }
         let x = x.contiguous()?;
-        let parts = (0..n).into_par_iter().map(|i| parallel::serially(|| f(&x.narrow(0, i, 1)?))).collect::<Result<Vec<_>>>()?;
+        let shares = n.div_ceil(SHARE).max(rayon::current_num_threads()).min(n);
+        let parts = (0..shares)
+            .into_par_iter()
+            .map(|j| {
+                let (first, end) = (n * j / shares, n * (j + 1) / shares);
+                parallel::serially(|| f(&x.narrow(0, first, end - first)?))
+            })
+            .collect::<Result<Vec<_>>>()?;
         Tensor::cat(&parts, 0)
     }
 
     /// The feature map after stage `stop` (1–4), or after the whole trunk (with v2's final
     /// normalization) when `None`.
+    ///
+    /// In inference with snzoo's CPU kernels, several images run the stem and the first
+    /// [`PER_IMAGE_STAGES`] stages one at a time (their large maps stay in the caches) and the
+    /// later stages together: there the 3×3 convolutions' Winograd F(2,3) transforms its weights
+    /// once for all the images and their tiles share its GEMMs ([`snzoo_kernels::winograd`]).
+    /// Each image gets the same bits either way.
     fn trunk(&self, x: &Tensor, mode: &mut Mode, stop: Option<usize>) -> Result<Tensor> {
+        let last = stop.unwrap_or(self.layers.len());
+        let n = x.dim(0)?;
+        let mut x = if n > 1 && !mode.train && mode.imp == Implementation::Fast && x.device().is_cpu() {
+            let split = PER_IMAGE_STAGES.min(last);
+            let images = (0..n).map(|i| self.stages(self.stem(&x.narrow(0, i, 1)?, mode)?, mode, 0..split)).collect::<Result<Vec<_>>>()?;
+            self.stages(Tensor::cat(&images, 0)?, mode, split..last)?
+        } else {
+            self.stages(self.stem(x, mode)?, mode, 0..last)?
+        };
+        if let (None, Some(norm)) = (stop, &self.norm_out) {
+            x = mode.norm(norm.as_ref(), &x, true)?;
+        }
+        Ok(x)
+    }
+
+    /// The first convolution, its normalization and the max-pool.
+    fn stem(&self, x: &Tensor, mode: &mut Mode) -> Result<Tensor> {
         let y = mode.conv(&self.conv1, x)?;
         // 3×3/2 max-pool with padding 1. Its input is non-negative (after a ReLU), so zero padding
         // gives exactly what PyTorch's -inf padding gives.
-        let mut x = if mode.train {
+        if mode.train {
             let x = mode.norm(self.norm1.as_ref(), &y, true)?;
-            max_pool_3x3_s2_differentiable(&x, self.config.style.stem_pool())?
+            max_pool_3x3_s2_differentiable(&x, self.config.style.stem_pool())
         } else {
-            self.norm1.forward_max_pool(&y, true, self.config.style.stem_pool(), mode.imp)?
-        };
-        for (stage, blocks) in self.layers.iter().enumerate() {
+            self.norm1.forward_max_pool(&y, true, self.config.style.stem_pool(), mode.imp)
+        }
+    }
+
+    /// The residual stages `stages` (0-based) on `x`.
+    fn stages(&self, mut x: Tensor, mode: &mut Mode, stages: std::ops::Range<usize>) -> Result<Tensor> {
+        for blocks in &self.layers[stages] {
             for block in blocks {
                 x = block.forward(&x, mode)?;
             }
-            if stop == Some(stage + 1) {
-                return Ok(x);
-            }
-        }
-        if let Some(norm) = &self.norm_out {
-            x = mode.norm(norm.as_ref(), &x, true)?;
         }
         Ok(x)
     }
