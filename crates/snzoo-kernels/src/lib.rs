@@ -4,8 +4,8 @@
 //! [`channel_affine`], [`residual_add`], [`max_pool_3x3_s2`], [`linear`]) and this layer picks the
 //! implementation: snzoo's own CPU kernels for f32 inference (im2col + GEMM convolutions,
 //! [`winograd`] for the 3×3 ones of the first three stages on AVX2 and AVX-512, the
-//! bf16 GEMMs on AMX tiles or AVX-512 BF16, fused normalization + ReLU, scheduled one image per thread by
-//! [`parallel`]), the CUDA SN kernel with the `cuda` feature, or plain candle operations
+//! bf16 GEMMs on AMX tiles or AVX-512 BF16, fused normalization + ReLU, scheduled a few images per
+//! thread by [`parallel`]), the CUDA SN kernel with the `cuda` feature, or plain candle operations
 //! everywhere else (other devices and dtypes, and [`Implementation::Plain`], the oracle of the
 //! tests and the baseline of `snzoo bench --reference-sn`).
 //!

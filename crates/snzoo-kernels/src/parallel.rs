@@ -1,10 +1,11 @@
 //! How the inference kernels use the thread pool.
 //!
 //! In inference every sample of a batch is independent (SN's batch statistics are the running
-//! buffers), so `snzoo_model::ResNet` runs a batch as one task per image on the rayon
-//! pool, each image through the whole network on one thread, rather than splitting every layer
-//! across threads. That keeps each image's activations in its core's cache and avoids a
-//! synchronisation per layer. Inside such a task the kernels run serially: [`serially`] marks the
+//! buffers), so `snzoo_model::ResNet` runs a batch as one task per share of a few images on the
+//! rayon pool, each share through the whole network on one thread (the first stages image by
+//! image, the later ones on the share at once), rather than splitting every layer across
+//! threads. That keeps the activations in the core's cache and avoids a synchronisation per
+//! layer. Inside such a task the kernels run serially: [`serially`] marks the
 //! current thread, [`is_serial`] and [`threads`] tell a kernel. A single image (or anything run
 //! outside [`serially`]) has each kernel split over [`threads`] parts by [`run_parts`], whose
 //! helper threads stay awake between the kernels (see `spin_pool`).

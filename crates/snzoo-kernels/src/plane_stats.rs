@@ -13,7 +13,7 @@
 //! The moments travel beside the tensor, not inside it: [`record`] files them under the output
 //! tensor's id (candle numbers tensors from one process-wide counter, so an id is never reused)
 //! in a table of the calling thread — a forward pass makes a map and normalizes it on the same
-//! thread, one image per thread or the whole batch on one — and the normalization's entry points
+//! thread, a share of the images per thread or the whole batch on one — and the normalization's entry points
 //! [`take`] them for their input. A tensor whose moments were never taken (a v2 projection
 //! shortcut's convolution, added, not normalized) is dropped after [`TABLE_LEN`] newer ones; a
 //! normalization that finds none measures them itself. `SNZOO_FUSE_NORM=0` turns recording off.

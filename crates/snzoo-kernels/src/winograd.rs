@@ -375,9 +375,9 @@ pub fn conv3x3_at(
     };
     // Where U_ξ of slab s begins.
     let u_at = |s: usize, xi: usize| if kept { (xi * c_out + s * slab) * c_in } else { (s * points + xi) * u_ld };
-    // Images in groups whose tiles share each GEMM (row i of V_ξᵀ is tile i % T of image i / T
-    // of the group); their sums over C_in run in one depth block (C_in ≤ MAX_DEPTH), so an image
-    // gets the same bits in any group.
+    // Images in groups whose tiles share each GEMM (row i of V_ξᵀ is tile i % tiles of the
+    // group's image i / tiles); the sums over C_in run in one depth block (C_in ≤ MAX_DEPTH), so
+    // an image gets the same bits in any group.
     let group = (GROUP_TILES / tiles).clamp(1, n);
     let tables = Tables::new(shape);
     let mut v = take_scratch(&TRANSFORMED_INPUT);

@@ -81,8 +81,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let dtype = if cpu_bf16 { DType::F32 } else { dtype };
     let snzoo::weights::StateTensors { config, tensors, .. } = snzoo::weights::Weights::tensors(&path, &device)?;
-    // The input batch and its logits, and a forward pass per thread (one image per thread; a
-    // single thread runs the whole batch at once).
+    // The input batch and its logits, and a forward pass per thread (a share of up to four
+    // images per thread, whose first stages run one image at a time; a single thread runs the
+    // whole batch).
     let working = if threads > 1 { threads.min(args.batch_size) } else { args.batch_size } as u64;
     snzoo::limits::check_memory(
         &format!("benchmarking with --batch-size {}", args.batch_size),
