@@ -97,15 +97,14 @@ impl ConvWeights {
                 weights: std::sync::Arc::new(winograd::TransformedWeights::per_call(tile, &self.weight)?),
             });
         }
-        if let Some(u) = self.winograd.get().filter(|u| u.tile() == tile) {
+        // Only F(4,3)'s U is kept, and a convolution's tile never changes: the kept U is this tile's.
+        if let Some(u) = self.winograd.get() {
+            debug_assert_eq!(u.tile(), tile);
             return Ok(winograd::Conv2dWinograd { weights: u.clone() });
         }
         let (c_out, c_in, _, _) = self.weight.dims4()?;
         let values = self.weight.flatten_all()?.to_vec1::<f32>()?;
         let u = std::sync::Arc::new(winograd::TransformedWeights::new(winograd::Level::detect(), tile, &values, c_out, c_in));
-        if self.winograd.get().is_some() {
-            return Ok(winograd::Conv2dWinograd { weights: u });
-        }
         Ok(winograd::Conv2dWinograd { weights: self.winograd.get_or_init(|| u).clone() })
     }
 

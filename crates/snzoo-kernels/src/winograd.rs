@@ -350,8 +350,9 @@ pub fn conv3x3_at(
     // stride would put the P rows being written into one set of the L1 cache).
     let u_ld = slab * c_in + 16;
     let mut made = take_scratch(&TRANSFORMED_WEIGHTS);
-    let (u_all, kept) = match &u.store {
-        Store::Transformed(kept) => (&kept[..], true),
+    // U_ξ of slab s begins at ξ·xi_stride + s·slab_stride.
+    let (u_all, xi_stride, slab_stride) = match &u.store {
+        Store::Transformed(kept) => (&kept[..], c_out * c_in, slab * c_in),
         Store::PerCall(g) => {
             let (storage, layout) = g.storage_and_layout();
             let candle_core::Storage::Cpu(CpuStorage::F32(values)) = &*storage else {
@@ -370,11 +371,9 @@ pub fn conv3x3_at(
                     }
                 }
             });
-            (&made[..slabs * block], false)
+            (&made[..slabs * block], u_ld, block)
         }
     };
-    // Where U_ξ of slab s begins.
-    let u_at = |s: usize, xi: usize| if kept { (xi * c_out + s * slab) * c_in } else { (s * points + xi) * u_ld };
     // Images in groups whose tiles share each GEMM (row i of V_ξᵀ is tile i % tiles of the
     // group's image i / tiles); the sums over C_in run in one depth block (C_in ≤ MAX_DEPTH), so
     // an image gets the same bits in any group.
@@ -412,7 +411,7 @@ pub fn conv3x3_at(
                     // channel c at v[c][ξ][i]) · U_ξ (C_in × slab: channel c, output cos.start + j
                     // at ux[j·C_in + c]).
                     let mx = &mut m[xi * width * t..(xi + 1) * width * t];
-                    let ux = &u_all[u_at(s, xi)..][..width * c_in];
+                    let ux = &u_all[xi * xi_stride + s * slab_stride..][..width * c_in];
                     if c_in == 0 {
                         mx.fill(0.0);
                         continue;
